@@ -1,0 +1,185 @@
+// The command-line layer: parses arguments, calls the modules, logs each error once.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "common/log.hpp"
+#include "common/registry.hpp"
+#include "policy/spec.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace {
+
+namespace log = common::log;
+namespace registry = common::registry;
+
+constexpr int kExitUsage = 2;
+constexpr int kExitSetup = 125;
+
+// A closed stdin/stdout/stderr would let the next open() take its number.
+void ensure_stdio() {
+  for (int fd = 0; fd < 3; ++fd) {
+    if (::fcntl(fd, F_GETFD) >= 0) continue;
+    int n = ::open("/dev/null", O_RDWR);
+    if (n >= 0 && n != fd) {
+      ::dup2(n, fd);
+      ::close(n);
+    }
+  }
+}
+
+void add_run_options(CLI::App* run, policy::RunFlags& f, bool& quiet) {
+  run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
+  run->add_option("--bind", f.binds, "SRC[:DST] read-write bind mount")->type_name("SRC[:DST]");
+  run->add_option("--ro-bind", f.ro_binds, "SRC[:DST] read-only bind mount")->type_name("SRC[:DST]");
+  run->add_option("--tmpfs", f.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")->type_name("DST[:SIZE]");
+  run->add_option("--chroot", f.chroot, "use DIR, read-only, as the jail's root")->type_name("DIR");
+  run->add_option("--cwd", f.cwd, "working directory inside the jail (default /)");
+  run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
+  run->add_option("--env", f.env, "NAME=VALUE, or NAME to pass the host's value")->type_name("NAME[=VALUE]");
+  run->add_option("--hostname", f.hostname, "hostname inside the jail (default stockade)");
+  run->add_option("--rlimit", f.rlimits, "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
+      ->type_name("NAME=VALUE");
+  run->add_option("--time-limit", f.time_limit, "kill the whole jail after SECONDS")->type_name("SECONDS");
+  run->add_option("--kill-grace", f.kill_grace,
+                  "after a forwarded SIGTERM, SIGKILL the jail after SECONDS (default 5)")
+      ->type_name("SECONDS");
+  run->add_option("--net", f.net, "none | loopback (default loopback)");
+  run->add_option("--host-ids", f.host_ids,
+                  "START[:COUNT] host uids/gids leased to jails (default 1879048192:65536)");
+  run->add_option("--tmp-size", f.tmp_size, "size of the jail's /tmp (default 256M)");
+  run->add_option("--seccomp", f.seccomp, "seccomp profile (default: default)");
+  run->add_flag("-q,--quiet", quiet, "print only errors");
+  run->prefix_command();
+  run->footer(
+      "Exit status: the workload's own, 128+N if it was killed by signal N, 125 if the sandbox\n"
+      "could not be set up, 126 if the command cannot be executed, 127 if it is not found,\n"
+      "2 for bad options.");
+}
+
+int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest) {
+  f.command = rest;
+  auto spec = policy::make_spec(f);
+  if (!spec) {
+    log::error("{}", spec.error().message());
+    return kExitUsage;
+  }
+  if (::geteuid() != 0)
+    log::info(
+        "running without root: the jail maps to your own uid (no host uid lease) and only "
+        "--net none|loopback is available");
+  auto outcome = supervisor::run(*spec);
+  if (!outcome) {
+    log::error("{}", outcome.error().message());
+    return kExitSetup;
+  }
+  if (!outcome->note.empty()) log::error("{}", outcome->note);
+  return outcome->exit_code;
+}
+
+std::string uptime(std::int64_t started_ms) {
+  auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto s = std::max<std::int64_t>(0, (now - started_ms) / 1000);
+  if (s < 120) return fmt::format("{}s", s);
+  if (s < 7200) return fmt::format("{}m", s / 60);
+  return fmt::format("{}h", s / 3600);
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (auto& s : v) out += (out.empty() ? "" : " ") + s;
+  return out;
+}
+
+int cmd_ps(bool json) {
+  auto dir = registry::default_dir();
+  auto recs = dir.empty() ? std::vector<registry::JailRecord>{} : registry::list(dir);
+  if (json) {
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& r : recs) {
+      auto j = nlohmann::json::parse(registry::to_json(r));
+      j["state"] = registry::supervisor_alive(r) ? "running" : "stale";
+      arr.push_back(j);
+    }
+    fmt::print("{}\n", arr.dump(2));
+    return 0;
+  }
+  fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {}\n", "ID", "PID", "HOST-UID", "UPTIME",
+             "STATE", "COMMAND");
+  for (auto& r : recs)
+    fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {}\n", r.id, r.init_pid, r.host_uid,
+               uptime(r.started_unix_ms), registry::supervisor_alive(r) ? "running" : "stale",
+               join(r.command));
+  return 0;
+}
+
+int cmd_inspect(const std::string& id) {
+  auto dir = registry::default_dir();
+  auto rec = registry::read(dir, id);
+  if (!rec) {
+    log::error("inspect: {}", rec.error().message());
+    return 1;
+  }
+  auto j = nlohmann::json::parse(registry::to_json(*rec));
+  j["state"] = registry::supervisor_alive(*rec) ? "running" : "stale";
+  fmt::print("{}\n", j.dump(2));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  ensure_stdio();
+  CLI::App app{"stockade: run untrusted programs in least-privilege Linux jails"};
+  app.require_subcommand(1);
+  std::string log_format = "text";
+  bool verbose = false;
+  app.add_option("--log-format", log_format, "text | json")->check(CLI::IsMember({"text", "json"}));
+  app.add_flag("-v,--verbose", verbose, "debug output");
+
+  policy::RunFlags run_flags;
+  bool quiet = false;
+  auto* run = app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
+  add_run_options(run, run_flags, quiet);
+
+  bool ps_json = false;
+  auto* ps = app.add_subcommand("ps", "list running jails");
+  ps->add_flag("--json", ps_json, "machine-readable output");
+
+  std::string inspect_id;
+  auto* inspect = app.add_subcommand("inspect", "show a running jail's registry entry (JSON)");
+  inspect->add_option("ID", inspect_id, "jail id (see stockade ps)")->required();
+
+  // Everything after the first "--" is the workload's command line, never our options.
+  std::vector<std::string> command;
+  int n = argc;
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--") {
+      command.assign(argv + i + 1, argv + argc);
+      n = i;
+      break;
+    }
+  try {
+    app.parse(n, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : kExitUsage;
+  }
+  log::set_format(log_format == "json" ? log::Format::kJson : log::Format::kText);
+  log::set_level(verbose ? log::Level::kDebug : quiet ? log::Level::kWarn : log::Level::kInfo);
+
+  if (run->parsed()) {
+    auto rest = run->remaining();
+    rest.insert(rest.end(), command.begin(), command.end());
+    return cmd_run(run_flags, rest);
+  }
+  if (ps->parsed()) return cmd_ps(ps_json);
+  if (inspect->parsed()) return cmd_inspect(inspect_id);
+  return kExitUsage;
+}

@@ -1,0 +1,62 @@
+// The registry: one JSON file per running jail, /run/stockade/jails/ID.json (root-only, written
+// atomically). The one thing shared between the run side and ps/inspect/gc/watch.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace common::registry {
+
+struct JailRecord {
+  std::string id;
+  pid_t supervisor_pid = 0;
+  pid_t init_pid = 0;  // host pid of the jail's pid 1
+  uid_t host_uid = 0;  // what the jail's ids map to on the host
+  gid_t host_gid = 0;
+  uid_t uid = 0;  // inside the jail
+  gid_t gid = 0;
+  bool rootless = false;
+  std::map<std::string, std::uint64_t> namespaces;  // "net" -> inode
+  std::int64_t started_unix_ms = 0;
+  std::vector<std::string> command;
+  std::string hostname;
+  std::string net;
+  std::string policy_digest;
+};
+
+// /run/stockade/jails as root; $XDG_RUNTIME_DIR/stockade/jails otherwise ("" if neither).
+std::string default_dir();
+
+// Creates dir (mode 0700) and its parent if needed.
+Result<void> ensure_dir(const std::string& dir);
+// Atomic write: a temporary file in dir, then rename over ID.json.
+Result<void> write(const std::string& dir, const JailRecord& rec);
+Result<void> remove(const std::string& dir, const std::string& id);
+Result<JailRecord> read(const std::string& dir, const std::string& id);
+// Every readable entry, sorted by start time; unreadable ones are skipped.
+std::vector<JailRecord> list(const std::string& dir);
+std::string to_json(const JailRecord& rec, int indent = -1);
+// True if the supervisor that wrote the record still runs.
+bool supervisor_alive(const JailRecord& rec);
+
+// Removes the entry when it goes out of scope, unless release()d.
+class Entry {
+ public:
+  Entry() = default;
+  Entry(std::string dir, std::string id) : dir_(std::move(dir)), id_(std::move(id)) {}
+  Entry(Entry&& o) noexcept : dir_(std::move(o.dir_)), id_(std::move(o.id_)) { o.id_.clear(); }
+  Entry& operator=(Entry&&) = delete;
+  ~Entry();
+  void release() { id_.clear(); }
+
+ private:
+  std::string dir_, id_;
+};
+
+}  // namespace common::registry

@@ -1,0 +1,288 @@
+// make_spec: command-line values -> a validated JailSpec.
+#include <sys/capability.h>
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+
+#include "policy/spec.hpp"
+
+namespace policy {
+namespace {
+
+using common::fail;
+using common::Result;
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+template <class T>
+std::optional<T> parse_number(std::string_view s) {
+  T v{};
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;
+  return v;
+}
+
+// "/a/./b//c/" -> "/a/b/c"; rejects relative paths and "..".
+Result<std::string> normalize_jail_path(const std::string& flag, const std::string& path) {
+  if (path.empty() || path[0] != '/')
+    return fail(0, "{} '{}': the path inside the jail must be absolute (start with '/')", flag,
+                path);
+  std::string out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string_view comp(path.data() + i, j - i);
+    if (comp == "..")
+      return fail(0, "{} '{}': '..' is not allowed in a path inside the jail", flag, path);
+    if (!comp.empty() && comp != ".") {
+      out += '/';
+      out += comp;
+    }
+    i = j + 1;
+  }
+  return out.empty() ? std::string("/") : out;
+}
+
+Result<std::string> absolute_host_path(const std::string& flag, const std::string& path) {
+  if (path.empty()) return fail(0, "{}: the host path is empty", flag);
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  if (ec) return fail(ec.value(), "{} '{}'", flag, path);
+  return abs.lexically_normal().string();
+}
+
+// SRC[:DST] for --bind/--ro-bind.
+Result<Mount> parse_bind(const std::string& flag, const std::string& arg, bool read_only) {
+  Mount m;
+  m.kind = Mount::Kind::kBind;
+  m.read_only = read_only;
+  auto colon = arg.find(':');
+  std::string src = arg.substr(0, colon);
+  std::string dst = colon == std::string::npos ? src : arg.substr(colon + 1);
+  m.src = TRY(absolute_host_path(flag, src));
+  if (colon == std::string::npos) dst = m.src;
+  m.dst = TRY(normalize_jail_path(flag, dst));
+  if (m.dst == "/")
+    return fail(0, "{} '{}': cannot mount over the jail's root; use --chroot for a prepared rootfs",
+                flag, arg);
+  return m;
+}
+
+Result<Mount> parse_tmpfs(const std::string& arg) {
+  Mount m;
+  m.kind = Mount::Kind::kTmpfs;
+  m.read_only = false;
+  auto colon = arg.find(':');
+  m.dst = TRY(normalize_jail_path("--tmpfs", arg.substr(0, colon)));
+  m.size = 64ull << 20;
+  if (colon != std::string::npos) m.size = TRY(parse_size(arg.substr(colon + 1)));
+  if (m.dst == "/") return fail(0, "--tmpfs '/': the jail's root is already a tmpfs");
+  return m;
+}
+
+Result<int> parse_cap(const std::string& name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.starts_with("cap_")) lower = "cap_" + lower;
+  cap_value_t v;
+  if (cap_from_name(lower.c_str(), &v) != 0)
+    return fail(0,
+                "--cap '{}': unknown capability; use a name such as NET_BIND_SERVICE "
+                "(see capabilities(7))",
+                name);
+  return static_cast<int>(v);
+}
+
+Result<std::string> parse_env(const std::string& arg) {
+  auto eq = arg.find('=');
+  std::string name = arg.substr(0, eq);
+  bool ok = !name.empty() && !std::isdigit(static_cast<unsigned char>(name[0]));
+  for (char c : name) ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_');
+  if (!ok) return fail(0, "--env '{}': '{}' is not a valid variable name", arg, name);
+  if (eq != std::string::npos) return arg;
+  const char* host = std::getenv(name.c_str());
+  if (host == nullptr)
+    return fail(0, "--env '{}': not set in stockade's environment; give {}=VALUE instead", arg,
+                name);
+  return name + "=" + host;
+}
+
+Result<std::uint64_t> parse_limit_value(const std::string& what, const std::string& text,
+                                        bool bytes) {
+  if (text == "inf" || text == "unlimited" || text == "infinity") return RLIM_INFINITY;
+  if (bytes) {
+    auto r = parse_size(text);
+    if (!r) return fail(0, "{}: '{}' is not a size (use 4096, 64K, 512M, 2G or inf)", what, text);
+    return *r;
+  }
+  auto n = parse_number<std::uint64_t>(text);
+  if (!n) return fail(0, "{}: '{}' is not a whole number (or inf)", what, text);
+  return *n;
+}
+
+Result<Rlimit> parse_rlimit(const std::string& arg) {
+  auto eq = arg.find('=');
+  if (eq == std::string::npos)
+    return fail(0, "--rlimit '{}': expected NAME=VALUE or NAME=SOFT:HARD, e.g. nofile=1024", arg);
+  std::string name = arg.substr(0, eq);
+  auto res = rlimit_from_name(name);
+  if (!res)
+    return fail(0,
+                "--rlimit '{}': unknown limit '{}'; use one of as, core, cpu, data, fsize, "
+                "memlock, nofile, nproc, stack",
+                arg, name);
+  bool bytes = *res == RLIMIT_AS || *res == RLIMIT_CORE || *res == RLIMIT_FSIZE ||
+               *res == RLIMIT_DATA || *res == RLIMIT_STACK || *res == RLIMIT_MEMLOCK;
+  std::string value = arg.substr(eq + 1);
+  auto colon = value.find(':');
+  Rlimit r;
+  r.resource = *res;
+  std::string what = "--rlimit '" + arg + "'";
+  r.soft = TRY(parse_limit_value(what, value.substr(0, colon), bytes));
+  r.hard = colon == std::string::npos ? r.soft
+                                      : TRY(parse_limit_value(what, value.substr(colon + 1), bytes));
+  if (r.soft > r.hard) return fail(0, "{}: the soft limit is above the hard limit", what);
+  return r;
+}
+
+Result<void> parse_user(const std::string& arg, JailSpec& spec) {
+  auto colon = arg.find(':');
+  auto uid = parse_number<std::uint32_t>(arg.substr(0, colon));
+  std::optional<std::uint32_t> gid = uid;
+  if (colon != std::string::npos) gid = parse_number<std::uint32_t>(arg.substr(colon + 1));
+  // 65534 and above are the kernel's overflow and invalid ids.
+  if (!uid || !gid || *uid >= 65534 || *gid >= 65534)
+    return fail(0, "--user '{}': expected UID[:GID] as numbers below 65534, e.g. 1000:1000", arg);
+  spec.uid = *uid;
+  spec.gid = *gid;
+  return {};
+}
+
+Result<IdRange> parse_id_range(const std::string& arg) {
+  auto colon = arg.find(':');
+  auto first = parse_number<std::uint32_t>(arg.substr(0, colon));
+  std::optional<std::uint32_t> count = 65536;
+  if (colon != std::string::npos) count = parse_number<std::uint32_t>(arg.substr(colon + 1));
+  if (!first || !count || *first < 65536 || *count == 0 ||
+      std::uint64_t{*first} + *count >= std::numeric_limits<std::uint32_t>::max())
+    return fail(0,
+                "--host-ids '{}': expected START[:COUNT] with START at least 65536 and the range "
+                "below 4294967295, e.g. 1879048192:65536",
+                arg);
+  return IdRange{*first, *count};
+}
+
+bool valid_hostname(const std::string& h) {
+  if (h.empty() || h.size() > 64) return false;
+  return std::all_of(h.begin(), h.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
+Result<std::uint64_t> parse_size(const std::string& text) {
+  if (text.empty()) return fail(0, "empty size");
+  std::uint64_t mult = 1;
+  std::string digits = text;
+  switch (std::toupper(static_cast<unsigned char>(text.back()))) {
+    case 'K': mult = 1ull << 10; break;
+    case 'M': mult = 1ull << 20; break;
+    case 'G': mult = 1ull << 30; break;
+    case 'T': mult = 1ull << 40; break;
+    default: break;
+  }
+  if (mult != 1) digits.pop_back();
+  auto n = parse_number<std::uint64_t>(digits);
+  if (!n || *n > std::numeric_limits<std::uint64_t>::max() / mult)
+    return fail(0, "'{}' is not a size (use 4096, 64K, 512M or 2G)", text);
+  return *n * mult;
+}
+
+std::optional<int> rlimit_from_name(const std::string& name) {
+  static const std::pair<const char*, int> kNames[] = {
+      {"as", RLIMIT_AS},         {"core", RLIMIT_CORE},   {"cpu", RLIMIT_CPU},
+      {"data", RLIMIT_DATA},     {"fsize", RLIMIT_FSIZE}, {"memlock", RLIMIT_MEMLOCK},
+      {"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"stack", RLIMIT_STACK},
+  };
+  for (auto& [n, r] : kNames)
+    if (name == n) return r;
+  return std::nullopt;
+}
+
+std::vector<Rlimit> default_rlimits() {
+  // No core dumps (they can leak memory contents to the host); a cap on processes, which the
+  // kernel counts per host uid, and each jail has a host uid of its own.
+  return {{RLIMIT_CORE, 0, 0}, {RLIMIT_NPROC, 4096, 4096}};
+}
+
+Result<JailSpec> make_spec(const RunFlags& f) {
+  JailSpec spec;
+  if (f.command.empty()) return fail(0, "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...]");
+  spec.argv = f.command;
+  if (f.user) TRY(parse_user(*f.user, spec));
+  if (f.hostname) {
+    if (!valid_hostname(*f.hostname))
+      return fail(0, "--hostname '{}': use up to 64 letters, digits, '-' and '.'", *f.hostname);
+    spec.hostname = *f.hostname;
+  }
+  if (f.chroot) {
+    auto root = TRY(absolute_host_path("--chroot", *f.chroot));
+    spec.chroot = root;
+  }
+  for (auto& b : f.ro_binds) spec.mounts.push_back(TRY(parse_bind("--ro-bind", b, true)));
+  for (auto& b : f.binds) spec.mounts.push_back(TRY(parse_bind("--bind", b, false)));
+  for (auto& t : f.tmpfs) spec.mounts.push_back(TRY(parse_tmpfs(t)));
+  if (f.cwd) spec.cwd = TRY(normalize_jail_path("--cwd", *f.cwd));
+  for (auto& c : f.caps) {
+    int v = TRY(parse_cap(c));
+    if (std::find(spec.caps.begin(), spec.caps.end(), v) == spec.caps.end()) spec.caps.push_back(v);
+  }
+  // A sane minimal environment; --env entries override it by name.
+  spec.env = {std::string("PATH=") + kDefaultPath, "HOME=/tmp"};
+  for (auto& e : f.env) {
+    std::string kv = TRY(parse_env(e));
+    std::string name = kv.substr(0, kv.find('='));
+    std::erase_if(spec.env, [&](const std::string& s) { return s.starts_with(name + "="); });
+    spec.env.push_back(kv);
+  }
+  spec.rlimits = default_rlimits();
+  for (auto& r : f.rlimits) {
+    Rlimit lim = TRY(parse_rlimit(r));
+    std::erase_if(spec.rlimits, [&](const Rlimit& x) { return x.resource == lim.resource; });
+    spec.rlimits.push_back(lim);
+  }
+  if (f.time_limit) {
+    if (*f.time_limit < 0) return fail(0, "--time-limit: give a number of seconds above 0");
+    spec.time_limit = *f.time_limit;
+  }
+  if (f.kill_grace) {
+    if (*f.kill_grace < 0) return fail(0, "--kill-grace: give a number of seconds, 0 or more");
+    spec.kill_grace = *f.kill_grace;
+  }
+  if (f.net) {
+    if (*f.net == "none") spec.net = NetMode::kNone;
+    else if (*f.net == "loopback") spec.net = NetMode::kLoopback;
+    else if (*f.net == "bridge")
+      return fail(0, "--net 'bridge': not supported yet (bridged networking comes with netjail); "
+                     "use none or loopback");
+    else return fail(0, "--net '{}': use none or loopback", *f.net);
+  }
+  if (f.host_ids) spec.host_ids = TRY(parse_id_range(*f.host_ids));
+  if (f.tmp_size) {
+    auto size = parse_size(*f.tmp_size);
+    if (!size) return fail(0, "--tmp-size '{}': use a size such as 64M or 1G", *f.tmp_size);
+    spec.tmp_size = *size;
+  }
+  if (f.seccomp && *f.seccomp != "default")
+    return fail(0, "--seccomp '{}': only the built-in 'default' profile exists so far", *f.seccomp);
+  return spec;
+}
+
+}  // namespace policy

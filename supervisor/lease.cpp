@@ -1,0 +1,48 @@
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/registry.hpp"
+#include "common/sys.hpp"
+#include "supervisor/detail/lease.hpp"
+
+namespace supervisor::detail {
+
+using common::fail;
+using common::UniqueFd;
+
+std::string default_lease_dir() { return "/run/stockade/leases"; }
+
+IdLease::~IdLease() {
+  // Unlink while still holding the lock: a racing supervisor that opened this inode sees it is
+  // no longer linked after it gets the lock, and retries with a fresh file.
+  if (fd_) (void)::unlink(path_.c_str());
+}
+
+common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::string& dir) {
+  TRY_CTX(common::registry::ensure_dir(dir), "lease a host uid");
+  std::uint32_t start = 0;
+  (void)sys::getrandom(&start, sizeof start);  // any start will do if the pool fails
+  for (std::uint32_t i = 0; i < range.count; ++i) {
+    uid_t id = range.first + (start + i) % range.count;
+    std::string path = dir + "/" + std::to_string(id);
+    UniqueFd fd{sys::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)};
+    if (!fd) return fail(errno, "lease a host uid: open '{}'", path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EWOULDBLOCK) continue;
+      return fail(errno, "lease a host uid: lock '{}'", path);
+    }
+    struct stat held, linked;
+    if (::fstat(fd.get(), &held) != 0 || ::stat(path.c_str(), &linked) != 0 ||
+        held.st_ino != linked.st_ino) {
+      --i;  // the previous holder released it under us: try the same id again
+      continue;
+    }
+    return IdLease(id, std::move(fd), path);
+  }
+  return fail(EAGAIN, "lease a host uid: all {} ids from {} are in use; widen --host-ids",
+              range.count, range.first);
+}
+
+}  // namespace supervisor::detail

@@ -1,0 +1,313 @@
+// One jail's story, top to bottom, on the host side.
+#include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <optional>
+
+#include "common/fd.hpp"
+#include "common/log.hpp"
+#include "common/registry.hpp"
+#include "common/sys.hpp"
+#include "supervisor/detail/lease.hpp"
+#include "supervisor/detail/plan.hpp"
+#include "supervisor/supervisor.hpp"
+
+namespace supervisor {
+namespace {
+
+using common::fail;
+using common::Result;
+using common::UniqueFd;
+using detail::ChildReport;
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+                                      CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWNET;
+
+// The jail's pid 1, as seen from the host: killed and reaped unless it was reaped already.
+class ChildGuard {
+ public:
+  ChildGuard(pid_t pid, int pidfd) : pid_(pid), pidfd_(pidfd) {}
+  ChildGuard(const ChildGuard&) = delete;
+  ChildGuard& operator=(const ChildGuard&) = delete;
+  ~ChildGuard() {
+    if (reaped_) return;
+    // Killing pid 1 takes every process in the jail's pid namespace with it.
+    (void)sys::pidfd_send_signal(pidfd_.get(), SIGKILL);
+    int st;
+    (void)sys::waitpid(pid_, &st, 0);
+  }
+  pid_t pid() const { return pid_; }
+  int pidfd() const { return pidfd_.get(); }
+  void kill(int sig) const { (void)sys::pidfd_send_signal(pidfd_.get(), sig); }
+  siginfo_t reap() {
+    siginfo_t info{};
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+    return info;
+  }
+
+ private:
+  pid_t pid_;
+  UniqueFd pidfd_;
+  bool reaped_ = false;
+};
+
+// Blocks the signals the supervisor handles (they are read from a signalfd) and restores the
+// caller's mask on the way out.
+class SignalBlock {
+ public:
+  SignalBlock() {
+    sigemptyset(&set_);
+    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set_, s);
+    ::sigprocmask(SIG_BLOCK, &set_, &old_);
+  }
+  ~SignalBlock() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
+  const sigset_t& set() const { return set_; }
+
+ private:
+  sigset_t set_, old_;
+};
+
+std::string new_jail_id() {
+  unsigned char b[6] = {};
+  (void)sys::getrandom(b, sizeof b);  // a failed pool still gives a usable (if guessable) id
+  return fmt::format("{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+Result<void> write_proc_file(pid_t pid, const char* name, const std::string& text) {
+  std::string path = fmt::format("/proc/{}/{}", pid, name);
+  UniqueFd fd{sys::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
+  if (!fd) return fail(errno, "open '{}'", path);
+  if (sys::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return fail(errno, "write '{}'", path);
+  return {};
+}
+
+// One id inside maps to the jail's own host id: nothing else of the host is mapped.
+Result<void> write_id_maps(pid_t pid, const policy::JailSpec& spec, uid_t host_uid, gid_t host_gid,
+                           bool rootless) {
+  // Without privilege the kernel demands setgroups be denied before a gid map.
+  if (rootless) TRY(write_proc_file(pid, "setgroups", "deny"));
+  TRY(write_proc_file(pid, "uid_map", fmt::format("{} {} 1\n", spec.uid, host_uid)));
+  TRY(write_proc_file(pid, "gid_map", fmt::format("{} {} 1\n", spec.gid, host_gid)));
+  return {};
+}
+
+std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
+  std::map<std::string, std::uint64_t> out;
+  for (const char* ns : {"user", "mnt", "pid", "net", "ipc", "uts", "cgroup"}) {
+    struct stat st;
+    if (::stat(fmt::format("/proc/{}/ns/{}", pid, ns).c_str(), &st) == 0) out[ns] = st.st_ino;
+  }
+  return out;
+}
+
+bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
+
+std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r) {
+  auto step = static_cast<detail::Step>(r.step);
+  std::string what = detail::step_name(step);
+  if (r.index >= 0 && step == detail::Step::kRlimit &&
+      static_cast<size_t>(r.index) < plan.rlimits.size())
+    return fmt::format("{} {}", what, plan.rlimits[static_cast<size_t>(r.index)].resource);
+  if (r.index >= 0 && static_cast<size_t>(r.index) < plan.mounts.size()) {
+    const auto& m = plan.mounts[static_cast<size_t>(r.index)];
+    std::string s = fmt::format("{} '{}'", what, m.label);
+    if (plan.chroot && step == detail::Step::kMountPoint)
+      s += " (the chroot is read-only: create the mount point in it)";
+    return s;
+  }
+  if (step == detail::Step::kChdir) return fmt::format("chdir '{}'", plan.cwd);
+  return what;
+}
+
+struct Watch {
+  std::optional<ChildReport> report;
+  bool timed_out = false;
+  siginfo_t init_exit{};
+};
+
+// Forwards signals, enforces the time limit and collects the child's reports until pid 1 exits.
+Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec) {
+  Watch w;
+  std::optional<Clock::time_point> deadline, kill_at;
+  if (spec.time_limit > 0)
+    deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(spec.time_limit));
+  struct pollfd fds[3] = {{child.pidfd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {sock, POLLIN, 0}};
+  auto drain_reports = [&] {
+    ChildReport r;
+    while (fds[2].fd >= 0) {
+      ssize_t n = ::recv(sock, &r, sizeof r, MSG_DONTWAIT);
+      if (n == static_cast<ssize_t>(sizeof r)) {
+        if (!w.report || w.report->kind == ChildReport::kExited) w.report = r;
+        continue;
+      }
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) fds[2].fd = -1;
+      break;
+    }
+  };
+  for (;;) {
+    int timeout = -1;
+    auto now = Clock::now();
+    for (auto& t : {deadline, kill_at}) {
+      if (!t) continue;
+      auto ms = std::chrono::ceil<std::chrono::milliseconds>(*t - now).count();
+      int m = static_cast<int>(std::max<long long>(0, ms));
+      timeout = timeout < 0 ? m : std::min(timeout, m);
+    }
+    int n = ::poll(fds, 3, timeout);
+    if (n < 0 && errno != EINTR) break;  // cannot happen with valid fds; the guard cleans up
+    if (fds[2].revents) drain_reports();
+    if (fds[1].revents & POLLIN) {
+      struct signalfd_siginfo si;
+      while (sys::read(sigfd, &si, sizeof si) == sizeof si) {
+        int sig = static_cast<int>(si.ssi_signo);
+        if (sig == SIGCHLD) continue;
+        child.kill(sig);  // pid 1 forwards it to the workload
+        if (!kill_at)
+          kill_at = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                       std::chrono::duration<double>(spec.kill_grace));
+      }
+    }
+    if (fds[0].revents & POLLIN) {
+      w.init_exit = child.reap();
+      drain_reports();
+      return w;
+    }
+    now = Clock::now();
+    if (deadline && now >= *deadline) {
+      w.timed_out = true;
+      deadline.reset();
+      child.kill(SIGKILL);
+    }
+    if (kill_at && now >= *kill_at) {
+      kill_at.reset();
+      child.kill(SIGKILL);
+    }
+  }
+  return w;
+}
+
+int status_to_code(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return 125;
+}
+
+Result<Outcome> conclude(const detail::ChildPlan& plan, const policy::JailSpec& spec,
+                         const Watch& w) {
+  Outcome out;
+  if (w.report && w.report->kind == ChildReport::kSetupFailed)
+    return fail(w.report->err, "{}", describe_failure(plan, *w.report));
+  if (w.report && w.report->kind == ChildReport::kExecFailed) {
+    int err = w.report->err;
+    if (err == ENOENT || err == ENOTDIR) {
+      out.exit_code = 127;
+      out.note = fmt::format("'{}': command not found in the jail", spec.argv[0]);
+    } else {
+      out.exit_code = 126;
+      out.note = fmt::format("cannot execute '{}': {}", spec.argv[0], std::strerror(err));
+    }
+    return out;
+  }
+  if (w.report && w.report->kind == ChildReport::kExited) {
+    out.exit_code = status_to_code(w.report->status);
+    if (w.timed_out)
+      out.note = fmt::format("time limit of {}s reached: the jail was killed", spec.time_limit);
+    return out;
+  }
+  // pid 1 died without a word: killed by us (time limit, grace) or by the kernel (OOM).
+  if (w.timed_out) {
+    out.exit_code = 128 + SIGKILL;
+    out.note = fmt::format("time limit of {}s reached: the jail was killed", spec.time_limit);
+    return out;
+  }
+  if (w.init_exit.si_code == CLD_EXITED && w.init_exit.si_status == 125)
+    return fail(0, "the jail's setup ended before it reported");
+  out.exit_code = w.init_exit.si_code == CLD_EXITED ? w.init_exit.si_status
+                                                    : 128 + w.init_exit.si_status;
+  out.note = fmt::format("the jail's init was killed by signal {}", w.init_exit.si_status);
+  return out;
+}
+
+}  // namespace
+
+Result<Outcome> run(const policy::JailSpec& spec) {
+  const bool rootless = ::geteuid() != 0;
+  auto plan = TRY(detail::make_plan(spec, rootless));
+
+  std::optional<detail::IdLease> lease;
+  uid_t host_uid = ::getuid();
+  gid_t host_gid = ::getgid();
+  if (!rootless) {
+    lease.emplace(TRY(detail::lease_host_id(spec.host_ids, detail::default_lease_dir())));
+    host_uid = host_gid = lease->id();
+  }
+  const std::string reg_dir = common::registry::default_dir();
+  if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
+
+  SignalBlock signals;
+  UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
+  if (!sigfd) return fail(errno, "signalfd");
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    return fail(errno, "socketpair");
+  UniqueFd sock{sv[0]}, child_sock{sv[1]};
+  plan->sock = sv[1];
+
+  int pidfd = -1;
+  struct clone_args args {};
+  args.flags = kNamespaces | CLONE_PIDFD;
+  args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  pid_t pid = sys::clone3(&args);
+  if (pid == 0) detail::child_main(*plan);
+  if (pid < 0) return fail(errno, "clone into new namespaces");
+  ChildGuard child(pid, pidfd);
+  child_sock.reset();
+
+  TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
+  if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
+
+  // The registry entry exists before the workload starts (the child waits for 'X').
+  std::optional<common::registry::Entry> entry;
+  std::string id = new_jail_id();
+  if (!reg_dir.empty()) {
+    common::registry::JailRecord rec;
+    rec.id = id;
+    rec.supervisor_pid = ::getpid();
+    rec.init_pid = pid;
+    rec.host_uid = host_uid;
+    rec.host_gid = host_gid;
+    rec.uid = spec.uid;
+    rec.gid = spec.gid;
+    rec.rootless = rootless;
+    rec.namespaces = namespace_inodes(pid);
+    rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    rec.command = spec.argv;
+    rec.hostname = spec.hostname;
+    rec.net = spec.net == policy::NetMode::kNone ? "none" : "loopback";
+    TRY_CTX(common::registry::write(reg_dir, rec), "registry");
+    entry.emplace(reg_dir, id);
+  }
+  // A child that already failed has closed its end; its report explains why.
+  (void)send_byte(sock.get(), 'X');
+
+  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec);
+  return conclude(*plan, spec, w);
+}
+
+}  // namespace supervisor
