@@ -35,16 +35,21 @@ void ensure_stdio() {
 void add_run_options(CLI::App* run, policy::RunFlags& f, bool& quiet) {
   run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
   run->add_option("--bind", f.binds, "SRC[:DST] read-write bind mount")->type_name("SRC[:DST]");
-  run->add_option("--ro-bind", f.ro_binds, "SRC[:DST] read-only bind mount")->type_name("SRC[:DST]");
-  run->add_option("--tmpfs", f.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")->type_name("DST[:SIZE]");
+  run->add_option("--ro-bind", f.ro_binds, "SRC[:DST] read-only bind mount")
+      ->type_name("SRC[:DST]");
+  run->add_option("--tmpfs", f.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
+      ->type_name("DST[:SIZE]");
   run->add_option("--chroot", f.chroot, "use DIR, read-only, as the jail's root")->type_name("DIR");
   run->add_option("--cwd", f.cwd, "working directory inside the jail (default /)");
   run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
-  run->add_option("--env", f.env, "NAME=VALUE, or NAME to pass the host's value")->type_name("NAME[=VALUE]");
+  run->add_option("--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
+      ->type_name("NAME[=VALUE]");
   run->add_option("--hostname", f.hostname, "hostname inside the jail (default stockade)");
-  run->add_option("--rlimit", f.rlimits, "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
+  run->add_option("--rlimit", f.rlimits,
+                  "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
       ->type_name("NAME=VALUE");
-  run->add_option("--time-limit", f.time_limit, "kill the whole jail after SECONDS")->type_name("SECONDS");
+  run->add_option("--time-limit", f.time_limit, "kill the whole jail after SECONDS")
+      ->type_name("SECONDS");
   run->add_option("--kill-grace", f.kill_grace,
                   "after a forwarded SIGTERM, SIGKILL the jail after SECONDS (default 5)")
       ->type_name("SECONDS");
@@ -145,7 +150,8 @@ int main(int argc, char** argv) {
 
   policy::RunFlags run_flags;
   bool quiet = false;
-  auto* run = app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
+  auto* run =
+      app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
   add_run_options(run, run_flags, quiet);
 
   bool ps_json = false;

@@ -1,9 +1,8 @@
 #include "common/log.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <atomic>
 #include <ctime>
+#include <nlohmann/json.hpp>
 
 namespace common::log {
 namespace {
@@ -12,11 +11,16 @@ std::atomic<Format> g_format{Format::kText};
 
 const char* level_name(Level l) {
   switch (l) {
-    case Level::kDebug: return "debug";
-    case Level::kInfo: return "info";
-    case Level::kWarn: return "warning";
-    case Level::kError: return "error";
-    case Level::kQuiet: break;
+    case Level::kDebug:
+      return "debug";
+    case Level::kInfo:
+      return "info";
+    case Level::kWarn:
+      return "warning";
+    case Level::kError:
+      return "error";
+    case Level::kQuiet:
+      break;
   }
   return "error";
 }

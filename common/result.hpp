@@ -43,18 +43,18 @@ Error context(Error e, fmt::format_string<Args...> f, Args&&... args) {
 
 // TRY(expr): evaluates a Result; returns its error from the enclosing function, else yields the
 // value. A GNU statement expression (hence no -Wpedantic).
-#define TRY(...)                                                        \
-  ({                                                                    \
-    auto&& try_result_ = (__VA_ARGS__);                                 \
+#define TRY(...)                                                              \
+  ({                                                                          \
+    auto&& try_result_ = (__VA_ARGS__);                                       \
     if (!try_result_) return std::unexpected(std::move(try_result_).error()); \
-    std::move(try_result_).value();                                     \
+    std::move(try_result_).value();                                           \
   })
 
 // TRY_CTX(expr, "fmt", args...): like TRY, prefixing context on failure.
-#define TRY_CTX(expr, ...)                                                          \
-  ({                                                                                \
-    auto&& try_result_ = (expr);                                                    \
-    if (!try_result_)                                                               \
+#define TRY_CTX(expr, ...)                                                                    \
+  ({                                                                                          \
+    auto&& try_result_ = (expr);                                                              \
+    if (!try_result_)                                                                         \
       return std::unexpected(::common::context(std::move(try_result_).error(), __VA_ARGS__)); \
-    std::move(try_result_).value();                                                 \
+    std::move(try_result_).value();                                                           \
   })

@@ -145,8 +145,9 @@ Result<Rlimit> parse_rlimit(const std::string& arg) {
   r.resource = *res;
   std::string what = "--rlimit '" + arg + "'";
   r.soft = TRY(parse_limit_value(what, value.substr(0, colon), bytes));
-  r.hard = colon == std::string::npos ? r.soft
-                                      : TRY(parse_limit_value(what, value.substr(colon + 1), bytes));
+  r.hard = colon == std::string::npos
+               ? r.soft
+               : TRY(parse_limit_value(what, value.substr(colon + 1), bytes));
   if (r.soft > r.hard) return fail(0, "{}: the soft limit is above the hard limit", what);
   return r;
 }
@@ -192,11 +193,20 @@ Result<std::uint64_t> parse_size(const std::string& text) {
   std::uint64_t mult = 1;
   std::string digits = text;
   switch (std::toupper(static_cast<unsigned char>(text.back()))) {
-    case 'K': mult = 1ull << 10; break;
-    case 'M': mult = 1ull << 20; break;
-    case 'G': mult = 1ull << 30; break;
-    case 'T': mult = 1ull << 40; break;
-    default: break;
+    case 'K':
+      mult = 1ull << 10;
+      break;
+    case 'M':
+      mult = 1ull << 20;
+      break;
+    case 'G':
+      mult = 1ull << 30;
+      break;
+    case 'T':
+      mult = 1ull << 40;
+      break;
+    default:
+      break;
   }
   if (mult != 1) digits.pop_back();
   auto n = parse_number<std::uint64_t>(digits);
@@ -224,7 +234,8 @@ std::vector<Rlimit> default_rlimits() {
 
 Result<JailSpec> make_spec(const RunFlags& f) {
   JailSpec spec;
-  if (f.command.empty()) return fail(0, "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...]");
+  if (f.command.empty())
+    return fail(0, "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...]");
   spec.argv = f.command;
   if (f.user) TRY(parse_user(*f.user, spec));
   if (f.hostname) {
@@ -267,12 +278,16 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     spec.kill_grace = *f.kill_grace;
   }
   if (f.net) {
-    if (*f.net == "none") spec.net = NetMode::kNone;
-    else if (*f.net == "loopback") spec.net = NetMode::kLoopback;
+    if (*f.net == "none")
+      spec.net = NetMode::kNone;
+    else if (*f.net == "loopback")
+      spec.net = NetMode::kLoopback;
     else if (*f.net == "bridge")
-      return fail(0, "--net 'bridge': not supported yet (bridged networking comes with netjail); "
-                     "use none or loopback");
-    else return fail(0, "--net '{}': use none or loopback", *f.net);
+      return fail(0,
+                  "--net 'bridge': not supported yet (bridged networking comes with netjail); "
+                  "use none or loopback");
+    else
+      return fail(0, "--net '{}': use none or loopback", *f.net);
   }
   if (f.host_ids) spec.host_ids = TRY(parse_id_range(*f.host_ids));
   if (f.tmp_size) {

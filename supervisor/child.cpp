@@ -4,17 +4,17 @@
 // prctl/capset. No allocation, no logging, no exceptions, no locks. A failed step is reported to
 // the supervisor as {step, index, errno} and the child exits.
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/mount.h>
 #include <linux/seccomp.h>
+#include <linux/securebits.h>
 #include <net/if.h>
 #include <sched.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <linux/securebits.h>
 #include <sys/socket.h>
-#include <grp.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -91,8 +91,9 @@ int make_mount_point(int root, const char* rel, bool dir, bool create) {
     int next = open_in_root(root, buf, O_PATH);
     if (next < 0 && errno == ENOENT) {
       // name is a single component under an fd resolved beneath root: nothing to follow.
-      int rc = (last && !dir) ? sys::openat(parent, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644)
-                              : ::mkdirat(parent, name, 0755);
+      int rc = (last && !dir)
+                   ? sys::openat(parent, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644)
+                   : ::mkdirat(parent, name, 0755);
       if (rc >= 0 && last && !dir) ::close(rc);
       if (rc >= 0 || errno == EEXIST) next = open_in_root(root, buf, O_PATH);
     }
@@ -136,7 +137,8 @@ int clone_tree(int src_fd, std::uint64_t attr) {
 
 // async-signal-safe. Attaches a detached tree at dst_fd.
 bool attach_tree(int tree, int dst_fd) {
-  return sys::move_mount(tree, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) == 0;
+  return sys::move_mount(tree, "", dst_fd, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) ==
+         0;
 }
 
 // async-signal-safe. Binds the tree at src_fd onto dst_fd with attributes attr.
@@ -227,13 +229,14 @@ void apply_mount(ChildPlan& plan, int root, int i) {
       check(plan, fd >= 0, Step::kMountPoint, i);
       bool ok;
       if (m.kind == MountOp::Kind::kMaskFile) {
-        ok = bind_tree(plan.dev_null_fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
+        ok = bind_tree(plan.dev_null_fd, fd,
+                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
       } else if (m.kind == MountOp::Kind::kMaskDir) {
         ok = mount_fresh("tmpfs", fd, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
                          "size=4k,nr_inodes=1,mode=000");
       } else {
-        ok = bind_tree(fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
-                                   MOUNT_ATTR_NOEXEC);
+        ok = bind_tree(
+            fd, fd, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
       }
       check(plan, ok, Step::kMount, i);
       ::close(fd);
@@ -248,6 +251,14 @@ void apply_mount(ChildPlan& plan, int root, int i) {
 // itself whenever a source is an ancestor of it (--bind /tmp, --bind /). It runs before the
 // uid change, with the supervisor's own file access: the sources are the operator's choice.
 void open_sources(ChildPlan& plan) {
+  // No user namespace may be created inside the jail, by any syscall (clone3 included, which
+  // seccomp cannot inspect). The limit lives in the jail's own user namespace: the host's
+  // setting is untouched. Written before the uid change, while we own the sysctl file.
+  if (plan.deny_nested_userns) {
+    int fd = sys::open("/proc/sys/user/max_user_namespaces", O_WRONLY | O_CLOEXEC);
+    check(plan, fd >= 0 && sys::write(fd, "0", 1) == 1, Step::kUserns);
+    ::close(fd);
+  }
   // Nothing we mount from here on may propagate back to the host.
   check(plan, ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0,
         Step::kMakePrivate);
@@ -260,8 +271,10 @@ void open_sources(ChildPlan& plan) {
     check(plan, fd >= 0, Step::kOpenSource, i);
     m.src_fd = clone_tree(fd, m.attr);
     check(plan, m.src_fd >= 0, Step::kBind, i);
-    if (i == plan.dev_null_index) plan.dev_null_fd = fd;  // masks in /proc clone it again
-    else ::close(fd);
+    if (i == plan.dev_null_index)
+      plan.dev_null_fd = fd;  // masks in /proc clone it again
+    else
+      ::close(fd);
   }
   if (plan.chroot) {
     int fd = sys::openat2(AT_FDCWD, plan.chroot_path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC, 0,
@@ -284,7 +297,8 @@ void build_root(ChildPlan& plan) {
     ::close(plan.chroot_fd);
     ::close(at);
   } else {
-    check(plan, ::mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, plan.stage_options.c_str()) == 0,
+    check(plan,
+          ::mount("tmpfs", stage, "tmpfs", MS_NOSUID | MS_NODEV, plan.stage_options.c_str()) == 0,
           Step::kStage);
   }
   int root = sys::open(stage, O_PATH | O_DIRECTORY | O_CLOEXEC);
@@ -334,12 +348,9 @@ void drop_capabilities(const ChildPlan& plan) {
 // async-signal-safe
 void load_seccomp(const ChildPlan& plan) {
   check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
-  struct sock_fprog quiet = {static_cast<unsigned short>(plan.seccomp.quiet.size()),
-                             const_cast<sock_filter*>(plan.seccomp.quiet.data())};
-  struct sock_fprog logged = {static_cast<unsigned short>(plan.seccomp.logged.size()),
-                              const_cast<sock_filter*>(plan.seccomp.logged.data())};
-  check(plan, sys::seccomp_set_filter(0, &quiet) == 0, Step::kSeccomp);
-  check(plan, sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_LOG, &logged) == 0, Step::kSeccomp);
+  struct sock_fprog prog = {static_cast<unsigned short>(plan.seccomp.size()),
+                            const_cast<sock_filter*>(plan.seccomp.data())};
+  check(plan, sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_LOG, &prog) == 0, Step::kSeccomp);
 }
 
 volatile pid_t g_workload = 0;
@@ -386,8 +397,10 @@ int spawn_workload(void* arg) {
     std::memcpy(buf + dir.size() + 1, cmd, clen + 1);
     ::execve(buf, plan.argv.data(), plan.envp.data());
     err = errno;
-    if (err == EACCES) denied = true;
-    else if (err != ENOENT && err != ENOTDIR) break;
+    if (err == EACCES)
+      denied = true;
+    else if (err != ENOENT && err != ENOTDIR)
+      break;
   }
   ctx->err = denied && (err == ENOENT || err == ENOTDIR) ? EACCES : err;
   ::_exit(127);
@@ -399,7 +412,8 @@ int spawn_workload(void* arg) {
   struct sigaction fwd;
   std::memset(&fwd, 0, sizeof fwd);
   fwd.sa_handler = forward_signal;
-  for (int s : {SIGTERM, SIGINT, SIGHUP}) check(plan, ::sigaction(s, &fwd, nullptr) == 0, Step::kSignals);
+  for (int s : {SIGTERM, SIGINT, SIGHUP})
+    check(plan, ::sigaction(s, &fwd, nullptr) == 0, Step::kSignals);
   SpawnContext ctx{&plan, 0};
   pid_t pid = ::clone(spawn_workload, g_spawn_stack + sizeof g_spawn_stack,
                       CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
@@ -476,31 +490,58 @@ void child_main(ChildPlan& plan) {
 
 const char* step_name(Step s) {
   switch (s) {
-    case Step::kSync: return "wait for the supervisor";
-    case Step::kSecurebits: return "lock securebits";
-    case Step::kSetgroups: return "clear supplementary groups";
-    case Step::kSetgid: return "set gid";
-    case Step::kSetuid: return "set uid";
-    case Step::kMakePrivate: return "make mounts private";
-    case Step::kOpenSource: return "open bind source";
-    case Step::kStage: return "mount the jail's root";
-    case Step::kMountPoint: return "create mount point";
-    case Step::kBind: return "bind";
-    case Step::kMount: return "mount";
-    case Step::kSymlink: return "create symlink";
-    case Step::kPivot: return "pivot_root";
-    case Step::kRootReadOnly: return "make the root read-only";
-    case Step::kHostname: return "set hostname";
-    case Step::kLoopback: return "bring up loopback";
-    case Step::kRlimit: return "set rlimit";
-    case Step::kChdir: return "chdir";
-    case Step::kBoundingSet: return "drop the capability bounding set";
-    case Step::kCapSet: return "set capabilities";
-    case Step::kAmbient: return "set ambient capabilities";
-    case Step::kNoNewPrivs: return "set no_new_privs";
-    case Step::kSeccomp: return "load the seccomp filter";
-    case Step::kSignals: return "install signal handlers";
-    case Step::kSpawn: return "start the workload";
+    case Step::kSync:
+      return "wait for the supervisor";
+    case Step::kSecurebits:
+      return "lock securebits";
+    case Step::kSetgroups:
+      return "clear supplementary groups";
+    case Step::kSetgid:
+      return "set gid";
+    case Step::kSetuid:
+      return "set uid";
+    case Step::kUserns:
+      return "limit nested user namespaces";
+    case Step::kMakePrivate:
+      return "make mounts private";
+    case Step::kOpenSource:
+      return "open bind source";
+    case Step::kStage:
+      return "mount the jail's root";
+    case Step::kMountPoint:
+      return "create mount point";
+    case Step::kBind:
+      return "bind";
+    case Step::kMount:
+      return "mount";
+    case Step::kSymlink:
+      return "create symlink";
+    case Step::kPivot:
+      return "pivot_root";
+    case Step::kRootReadOnly:
+      return "make the root read-only";
+    case Step::kHostname:
+      return "set hostname";
+    case Step::kLoopback:
+      return "bring up loopback";
+    case Step::kRlimit:
+      return "set rlimit";
+    case Step::kChdir:
+      return "chdir";
+    case Step::kBoundingSet:
+      return "drop the capability bounding set";
+    case Step::kCapSet:
+      return "set capabilities";
+    case Step::kAmbient:
+      return "set ambient capabilities";
+    case Step::kNoNewPrivs:
+      return "set no_new_privs";
+    case Step::kSeccomp:
+      return "load the seccomp filter";
+    case Step::kSignals:
+      return "install signal handlers";
+    case Step::kSpawn:
+      return "start the workload";
   }
   return "setup";
 }

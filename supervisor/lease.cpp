@@ -1,3 +1,5 @@
+#include "supervisor/detail/lease.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -5,7 +7,6 @@
 
 #include "common/registry.hpp"
 #include "common/sys.hpp"
-#include "supervisor/detail/lease.hpp"
 
 namespace supervisor::detail {
 

@@ -1,16 +1,16 @@
 // make_plan: the parent turns a JailSpec into the child's plan, resolving host paths first.
+#include "supervisor/detail/plan.hpp"
+
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <dirent.h>
-
 #include <climits>
 #include <cstdlib>
 
 #include "common/fd.hpp"
-#include "supervisor/detail/plan.hpp"
 #include "supervisor/detail/skeleton.hpp"
 
 namespace supervisor::detail {
@@ -43,7 +43,8 @@ MountOp bind_op(std::string src, std::string dst, bool dir, std::uint64_t attr, 
   return m;
 }
 
-MountOp simple_op(MountOp::Kind kind, std::string dst, std::string data = "", std::string src = "") {
+MountOp simple_op(MountOp::Kind kind, std::string dst, std::string data = "",
+                  std::string src = "") {
   MountOp m;
   m.kind = kind;
   m.dst = std::move(dst);
@@ -174,8 +175,10 @@ int add_dev(const std::string& skeleton, std::vector<MountOp>& out) {
   } else {
     out.push_back(simple_op(MountOp::Kind::kTmpfs, "dev", "mode=0755,size=64k,nr_inodes=64"));
     out.back().fresh = true;
-    for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"}, {"stdin", "/proc/self/fd/0"},
-                                {"stdout", "/proc/self/fd/1"}, {"stderr", "/proc/self/fd/2"},
+    for (auto [name, target] : {std::pair{"fd", "/proc/self/fd"},
+                                {"stdin", "/proc/self/fd/0"},
+                                {"stdout", "/proc/self/fd/1"},
+                                {"stderr", "/proc/self/fd/2"},
                                 {"shm", "/tmp"}}) {
       out.push_back(simple_op(MountOp::Kind::kSymlink, std::string("dev/") + name, "", target));
       out.back().fresh = true;  // the tmpfs above is all of /dev: no symlink on the way
@@ -186,8 +189,8 @@ int add_dev(const std::string& skeleton, std::vector<MountOp>& out) {
     std::string host = std::string("/dev/") + d;
     if (std::string(d) == "null") dev_null = static_cast<int>(out.size());
     // nodev would make the nodes unusable; they are the only devices in the jail.
-    out.push_back(bind_op(host, std::string("dev/") + d, false,
-                          MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, host));
+    out.push_back(
+        bind_op(host, std::string("dev/") + d, false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, host));
     out.back().fresh = skeleton.empty();  // the skeleton has the mount points already
   }
   return dev_null;
@@ -197,15 +200,16 @@ Result<void> add_user_mounts(const policy::JailSpec& spec, std::vector<MountOp>&
   for (const policy::Mount& m : spec.mounts) {
     std::string dst = m.dst.substr(1);
     if (m.kind == policy::Mount::Kind::kTmpfs) {
-      out.push_back(simple_op(MountOp::Kind::kTmpfs, dst,
-                              "mode=0755,size=" + std::to_string(m.size)));
+      out.push_back(
+          simple_op(MountOp::Kind::kTmpfs, dst, "mode=0755,size=" + std::to_string(m.size)));
       continue;
     }
     const char* flag = m.read_only ? "--ro-bind" : "--bind";
     std::string src = TRY_CTX(resolve_trusted_path(m.src), "{} '{}'", flag, m.src);
     struct stat st;
     if (::stat(src.c_str(), &st) != 0) return fail(errno, "{} '{}'", flag, m.src);
-    std::uint64_t attr = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m.read_only ? MOUNT_ATTR_RDONLY : 0);
+    std::uint64_t attr =
+        MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | (m.read_only ? MOUNT_ATTR_RDONLY : 0);
     out.push_back(bind_op(src, dst, S_ISDIR(st.st_mode), attr, m.src + " -> " + m.dst));
   }
   return {};
@@ -235,11 +239,13 @@ Result<std::string> resolve_trusted_path(const std::string& path) {
     size_t start = rest.find_first_not_of('/');
     if (start == std::string::npos) break;
     size_t end = rest.find('/', start);
-    std::string comp = rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string comp =
+        rest.substr(start, end == std::string::npos ? std::string::npos : end - start);
     rest = end == std::string::npos ? "" : rest.substr(end);
     if (comp == ".") continue;
     if (comp == "..") {
-      resolved = resolved.substr(0, resolved.rfind('/') == std::string::npos ? 0 : resolved.rfind('/'));
+      resolved =
+          resolved.substr(0, resolved.rfind('/') == std::string::npos ? 0 : resolved.rfind('/'));
       continue;
     }
     std::string next = resolved + "/" + comp;
@@ -287,12 +293,13 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   for (auto& m : spec.mounts)
     for (const char* d : {"/etc", "/dev"})
       inside_skeleton = inside_skeleton || m.dst == d || m.dst.starts_with(std::string(d) + "/");
-  if (!rootless && !inside_skeleton && !spec.chroot) skeleton = TRY(ensure_skeleton(default_skeleton_base()));
+  if (!rootless && !inside_skeleton && !spec.chroot)
+    skeleton = TRY(ensure_skeleton(default_skeleton_base()));
   if (!spec.chroot) TRY(add_etc(skeleton, plan->mounts));
   add_proc(plan->mounts);
   plan->dev_null_index = add_dev(skeleton, plan->mounts);
-  plan->mounts.push_back(simple_op(MountOp::Kind::kTmpfs, "tmp",
-                                   "mode=1777,size=" + std::to_string(spec.tmp_size)));
+  plan->mounts.push_back(
+      simple_op(MountOp::Kind::kTmpfs, "tmp", "mode=1777,size=" + std::to_string(spec.tmp_size)));
   plan->mounts.back().fresh = true;
   if (plan->chroot)
     for (auto& m : plan->mounts) m.fresh = false;  // a rootfs may hold anything, symlinks too

@@ -50,7 +50,8 @@ class ChildGuard {
   void kill(int sig) const { (void)sys::pidfd_send_signal(pidfd_.get(), sig); }
   siginfo_t reap() {
     siginfo_t info{};
-    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) < 0 && errno == EINTR) {
+    while (::waitid(P_PIDFD, static_cast<id_t>(pidfd_.get()), &info, WEXITED) < 0 &&
+           errno == EINTR) {
     }
     reaped_ = true;
     return info;
@@ -235,8 +236,8 @@ Result<Outcome> conclude(const detail::ChildPlan& plan, const policy::JailSpec& 
   }
   if (w.init_exit.si_code == CLD_EXITED && w.init_exit.si_status == 125)
     return fail(0, "the jail's setup ended before it reported");
-  out.exit_code = w.init_exit.si_code == CLD_EXITED ? w.init_exit.si_status
-                                                    : 128 + w.init_exit.si_status;
+  out.exit_code =
+      w.init_exit.si_code == CLD_EXITED ? w.init_exit.si_status : 128 + w.init_exit.si_status;
   out.note = fmt::format("the jail's init was killed by signal {}", w.init_exit.si_status);
   return out;
 }

@@ -1,3 +1,5 @@
+#include "supervisor/detail/seccomp.hpp"
+
 #include <sched.h>
 #include <seccomp.h>
 #include <sys/ioctl.h>
@@ -10,7 +12,6 @@
 
 #include "common/fd.hpp"
 #include "common/sys.hpp"
-#include "supervisor/detail/seccomp.hpp"
 
 namespace supervisor::detail {
 namespace {
@@ -63,12 +64,7 @@ Result<void> add(void* ctx, std::uint32_t action, const char* name,
   return {};
 }
 
-Result<SeccompPrograms> build_default() {
-  SeccompPrograms out;
-  Ctx quiet = TRY(new_ctx());
-  TRY(add(quiet.get(), SCMP_ACT_ERRNO(ENOSYS), "clone3"));
-  out.quiet = TRY(export_bpf(quiet.get()));
-
+Result<SeccompProgram> build_default() {
   Ctx ctx = TRY(new_ctx());
   const auto deny = SCMP_ACT_ERRNO(EPERM);
   for (const char* name : default_denied_syscalls()) TRY(add(ctx.get(), deny, name));
@@ -88,8 +84,7 @@ Result<SeccompPrograms> build_default() {
   // Turning off ASLR helps exploits and nothing a build needs.
   TRY(add(ctx.get(), deny, "personality",
           {SCMP_A0(SCMP_CMP_MASKED_EQ, ADDR_NO_RANDOMIZE, ADDR_NO_RANDOMIZE)}));
-  out.logged = TRY(export_bpf(ctx.get()));
-  return out;
+  return export_bpf(ctx.get());
 }
 
 }  // namespace
@@ -97,25 +92,67 @@ Result<SeccompPrograms> build_default() {
 const std::vector<const char*>& default_denied_syscalls() {
   static const std::vector<const char*> kDenied = {
       // joining or building namespaces, mount tables
-      "setns", "mount", "umount2", "pivot_root", "open_tree", "move_mount", "fsopen", "fsconfig",
-      "fsmount", "fspick", "mount_setattr",
+      "setns",
+      "mount",
+      "umount2",
+      "pivot_root",
+      "open_tree",
+      "move_mount",
+      "fsopen",
+      "fsconfig",
+      "fsmount",
+      "fspick",
+      "mount_setattr",
       // reaching other processes
-      "ptrace", "process_vm_readv", "process_vm_writev", "process_madvise", "pidfd_getfd", "kcmp",
+      "ptrace",
+      "process_vm_readv",
+      "process_vm_writev",
+      "process_madvise",
+      "pidfd_getfd",
+      "kcmp",
       // host files by handle ("shocker")
-      "open_by_handle_at", "name_to_handle_at",
+      "open_by_handle_at",
+      "name_to_handle_at",
       // kernel attack surface
-      "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key", "request_key",
-      "io_uring_setup", "io_uring_enter", "io_uring_register", "modify_ldt", "uselib",
-      "lookup_dcookie", "nfsservctl", "fanotify_init",
+      "bpf",
+      "perf_event_open",
+      "userfaultfd",
+      "keyctl",
+      "add_key",
+      "request_key",
+      "io_uring_setup",
+      "io_uring_enter",
+      "io_uring_register",
+      "modify_ldt",
+      "uselib",
+      "lookup_dcookie",
+      "nfsservctl",
+      "fanotify_init",
       // the machine itself
-      "kexec_load", "kexec_file_load", "init_module", "finit_module", "delete_module", "reboot",
-      "swapon", "swapoff", "acct", "quotactl", "quotactl_fd", "iopl", "ioperm", "syslog",
-      "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "vhangup",
+      "kexec_load",
+      "kexec_file_load",
+      "init_module",
+      "finit_module",
+      "delete_module",
+      "reboot",
+      "swapon",
+      "swapoff",
+      "acct",
+      "quotactl",
+      "quotactl_fd",
+      "iopl",
+      "ioperm",
+      "syslog",
+      "settimeofday",
+      "clock_settime",
+      "clock_adjtime",
+      "adjtimex",
+      "vhangup",
   };
   return kDenied;
 }
 
-Result<SeccompPrograms> compile_profile(const std::string& name) {
+Result<SeccompProgram> compile_profile(const std::string& name) {
   if (name != "default") return fail(EINVAL, "unknown seccomp profile '{}'", name);
   return build_default();
 }
@@ -123,13 +160,12 @@ Result<SeccompPrograms> compile_profile(const std::string& name) {
 #ifdef STOCKADE_PRECOMPILED_SECCOMP
 #include "default_seccomp.inc"
 
-Result<SeccompPrograms> build_profile(const std::string& name) {
+Result<SeccompProgram> build_profile(const std::string& name) {
   if (name != "default") return compile_profile(name);
-  return SeccompPrograms{{std::begin(kDefaultQuiet), std::end(kDefaultQuiet)},
-                         {std::begin(kDefaultLogged), std::end(kDefaultLogged)}};
+  return SeccompProgram(std::begin(kDefaultProgram), std::end(kDefaultProgram));
 }
 #else
-Result<SeccompPrograms> build_profile(const std::string& name) { return compile_profile(name); }
+Result<SeccompProgram> build_profile(const std::string& name) { return compile_profile(name); }
 #endif
 
 }  // namespace supervisor::detail

@@ -1,3 +1,5 @@
+#include "supervisor/detail/skeleton.hpp"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -10,7 +12,6 @@
 #include "common/fd.hpp"
 #include "common/registry.hpp"
 #include "common/sys.hpp"
-#include "supervisor/detail/skeleton.hpp"
 
 namespace supervisor::detail {
 namespace {
@@ -34,7 +35,9 @@ struct Digest {
   }
   void add(const std::string& s) { add(s.data(), s.size() + 1); }
   template <class T>
-  void add_value(T v) { add(&v, sizeof v); }
+  void add_value(T v) {
+    add(&v, sizeof v);
+  }
   void add_stat_of(const struct stat& st) {
     for (auto v : {std::uint64_t(st.st_mode), std::uint64_t(st.st_size), std::uint64_t(st.st_ino),
                    std::uint64_t(st.st_dev), std::uint64_t(st.st_mtim.tv_sec),
@@ -83,7 +86,8 @@ Result<void> copy_file(const std::string& from, const std::string& to, off_t siz
   char buf[65536];
   ssize_t n;
   while ((n = sys::read(in.get(), buf, sizeof buf)) > 0)
-    if (!sys::write_all(out.get(), buf, static_cast<size_t>(n))) return fail(errno, "write '{}'", to);
+    if (!sys::write_all(out.get(), buf, static_cast<size_t>(n)))
+      return fail(errno, "write '{}'", to);
   if (n < 0) return fail(errno, "read '{}'", from);
   return {};
 }
@@ -130,12 +134,15 @@ Result<void> build(const std::string& dir) {
     if (!f) return fail(errno, "create '{}/{}'", dev, n);
   }
   const std::pair<const char*, const char*> links[] = {
-      {"fd", "/proc/self/fd"},        {"stdin", "/proc/self/fd/0"},
-      {"stdout", "/proc/self/fd/1"},  {"stderr", "/proc/self/fd/2"},
+      {"fd", "/proc/self/fd"},
+      {"stdin", "/proc/self/fd/0"},
+      {"stdout", "/proc/self/fd/1"},
+      {"stderr", "/proc/self/fd/2"},
       {"shm", "/tmp"},  // POSIX shared memory lives in the jail's size-limited /tmp
   };
   for (auto& [name, target] : links)
-    if (::symlink(target, (dev + "/" + name).c_str()) != 0) return fail(errno, "symlink '{}'", name);
+    if (::symlink(target, (dev + "/" + name).c_str()) != 0)
+      return fail(errno, "symlink '{}'", name);
   return {};
 }
 
@@ -161,9 +168,9 @@ void prune(const std::string& base, const std::string& keep) {
 
 const std::vector<const char*>& skeleton_etc_entries() {
   static const std::vector<const char*> kEntries = {
-      "passwd",    "group",    "hosts",      "nsswitch.conf", "ld.so.cache",  "ld.so.conf",
-      "ld.so.conf.d", "protocols", "services", "localtime",   "os-release",   "alternatives",
-      "ssl",       "mime.types", "host.conf", "gai.conf",
+      "passwd",       "group",      "hosts",     "nsswitch.conf", "ld.so.cache", "ld.so.conf",
+      "ld.so.conf.d", "protocols",  "services",  "localtime",     "os-release",  "alternatives",
+      "ssl",          "mime.types", "host.conf", "gai.conf",
   };
   return kEntries;
 }
@@ -182,7 +189,8 @@ Result<std::string> ensure_skeleton(const std::string& base) {
   if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return dir;
   unsigned char r[6] = {};
   (void)sys::getrandom(r, sizeof r);  // only names a scratch directory
-  std::string tmp = fmt::format("{}/.build-{}-{:02x}{:02x}{:02x}", base, ::getpid(), r[0], r[1], r[2]);
+  std::string tmp =
+      fmt::format("{}/.build-{}-{:02x}{:02x}{:02x}", base, ::getpid(), r[0], r[1], r[2]);
   auto built = build(tmp);
   std::error_code ec;
   if (!built) {

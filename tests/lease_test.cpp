@@ -1,3 +1,5 @@
+#include "supervisor/detail/lease.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/wait.h>
@@ -5,7 +7,6 @@
 #include <catch2/catch.hpp>
 #include <set>
 
-#include "supervisor/detail/lease.hpp"
 #include "tests/support.hpp"
 
 using supervisor::detail::IdLease;
@@ -33,8 +34,7 @@ TEST_CASE("leases from one range never share an id while held", "[lease]") {
   CHECK(lease_host_id(range, dir));
 }
 
-TEST_CASE("a lease is released by the kernel when its holder dies without cleaning up",
-          "[lease]") {
+TEST_CASE("a lease is released by the kernel when its holder dies without cleaning up", "[lease]") {
   test::TempDir tmp;
   std::string dir = tmp.path() + "/leases";
   policy::IdRange range{2000000000, 1};

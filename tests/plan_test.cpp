@@ -1,10 +1,11 @@
+#include "supervisor/detail/plan.hpp"
+
 #include <linux/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 
-#include "supervisor/detail/plan.hpp"
 #include "tests/support.hpp"
 
 using supervisor::detail::make_plan;

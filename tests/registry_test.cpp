@@ -1,8 +1,9 @@
+#include "common/registry.hpp"
+
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 
-#include "common/registry.hpp"
 #include "tests/support.hpp"
 
 namespace registry = common::registry;

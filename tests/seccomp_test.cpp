@@ -1,3 +1,5 @@
+#include "supervisor/detail/seccomp.hpp"
+
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -13,7 +15,6 @@
 #include <cstring>
 
 #include "common/sys.hpp"
-#include "supervisor/detail/seccomp.hpp"
 
 using supervisor::detail::build_profile;
 using supervisor::detail::compile_profile;
@@ -34,11 +35,12 @@ int errno_under_profile(Fn fn) {
   pid_t pid = ::fork();
   if (pid == 0) {
     ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    struct sock_fprog q = {static_cast<unsigned short>(progs->quiet.size()), progs->quiet.data()};
-    struct sock_fprog l = {static_cast<unsigned short>(progs->logged.size()), progs->logged.data()};
+    struct sock_fprog prog = {static_cast<unsigned short>(progs->size()), progs->data()};
     int err = 0;
-    if (sys::seccomp_set_filter(0, &q) != 0 || sys::seccomp_set_filter(0, &l) != 0) err = -1;
-    else err = fn();
+    if (sys::seccomp_set_filter(0, &prog) != 0)
+      err = -1;
+    else
+      err = fn();
     (void)!::write(pipefd[1], &err, sizeof err);
     ::_exit(0);
   }
@@ -60,8 +62,7 @@ TEST_CASE("the precompiled default profile is exactly what libseccomp compiles n
   auto fresh = compile_profile("default");
   REQUIRE(embedded);
   REQUIRE(fresh);
-  CHECK(same(embedded->quiet, fresh->quiet));
-  CHECK(same(embedded->logged, fresh->logged));
+  CHECK(same(*embedded, *fresh));
 }
 
 TEST_CASE("an unknown seccomp profile is an error naming it", "[seccomp]") {
@@ -73,8 +74,10 @@ TEST_CASE("an unknown seccomp profile is an error naming it", "[seccomp]") {
 TEST_CASE("the default profile denies escape syscalls with EPERM and allows ordinary ones",
           "[seccomp]") {
   CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_setns, 0, 0)); }) == EPERM);
-  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_unshare, CLONE_NEWUSER)); }) == EPERM);
-  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_unshare, CLONE_NEWNET)); }) == EPERM);
+  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_unshare, CLONE_NEWUSER)); }) ==
+        EPERM);
+  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_unshare, CLONE_NEWNET)); }) ==
+        EPERM);
   CHECK(errno_under_profile([] {
           return errno_of(::syscall(SYS_clone, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0));
         }) == EPERM);
@@ -90,9 +93,10 @@ TEST_CASE("the default profile denies escape syscalls with EPERM and allows ordi
   CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_unshare, CLONE_FILES)); }) == 0);
 }
 
-TEST_CASE("clone3 answers ENOSYS so libc falls back to the inspectable clone", "[seccomp]") {
-  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_clone3, nullptr, 0)); }) == ENOSYS);
-  // fork() still works: glibc uses clone for it.
+TEST_CASE("threads and processes can still be created under the default profile", "[seccomp]") {
+  // clone3 is not filtered (its flags are behind a pointer); the jail's user namespace limit
+  // stops nested user namespaces instead (tested against a real jail).
+  CHECK(errno_under_profile([] { return errno_of(::syscall(SYS_clone3, nullptr, 0)); }) != EPERM);
   CHECK(errno_under_profile([] {
           pid_t p = ::fork();
           if (p == 0) ::_exit(0);

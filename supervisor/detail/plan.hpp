@@ -27,6 +27,7 @@ enum class Step : std::int32_t {
   kSetgroups,
   kSetgid,
   kSetuid,
+  kUserns,
   kMakePrivate,
   kOpenSource,
   kStage,
@@ -74,16 +75,16 @@ struct MountOp {
   };
   Kind kind = Kind::kBind;
   std::string src;
-  std::string dst;   // relative to the new root, no leading '/': "usr/lib"
-  std::string data;  // mount options (kTmpfs)
-  std::uint64_t attr = 0;   // MOUNT_ATTR_* set on binds
-  bool src_is_dir = true;   // kBind: create a directory (else a file) as mount point
-  bool create = true;       // create a missing mount point
+  std::string dst;         // relative to the new root, no leading '/': "usr/lib"
+  std::string data;        // mount options (kTmpfs)
+  std::uint64_t attr = 0;  // MOUNT_ATTR_* set on binds
+  bool src_is_dir = true;  // kBind: create a directory (else a file) as mount point
+  bool create = true;      // create a missing mount point
   // The parent guarantees dst does not exist yet and its parent directory does, with no
   // symlink on the way (ops on the fresh root): the mount point is made in one or two calls.
   bool fresh = false;
-  std::string label;        // what the user wrote, for messages
-  int src_fd = -1;          // filled by the child: the detached mount tree of src
+  std::string label;  // what the user wrote, for messages
+  int src_fd = -1;    // filled by the child: the detached mount tree of src
 };
 
 struct CapDeleter {
@@ -109,7 +110,8 @@ struct ChildPlan {
   std::vector<cap_value_t> caps;
   int last_cap = 40;
   std::unique_ptr<std::remove_pointer_t<cap_t>, CapDeleter> capset;  // P = E = I = caps
-  SeccompPrograms seccomp;
+  SeccompProgram seccomp;
+  bool deny_nested_userns = true;
   std::vector<std::string> argv_store, env_store, path_dirs;
   std::vector<char*> argv, envp;  // NULL-terminated views of the stores
   int sock = -1;                  // the child's end of the sync socket

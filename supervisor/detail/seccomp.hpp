@@ -10,20 +10,18 @@
 
 namespace supervisor::detail {
 
-struct SeccompPrograms {
-  // Loaded first, without SECCOMP_FILTER_FLAG_LOG: answers clone3 with ENOSYS so libc falls back
-  // to clone(), whose flags a filter can inspect. Not an attack, so not logged.
-  std::vector<sock_filter> quiet;
-  // The deny list, loaded with SECCOMP_FILTER_FLAG_LOG: every denial reaches the audit stream.
-  std::vector<sock_filter> logged;
-};
+// One program, loaded with SECCOMP_FILTER_FLAG_LOG: every denial reaches the audit stream.
+// clone3 is allowed (its flags sit behind a pointer no filter can read): nested user namespaces
+// are stopped for every syscall by user.max_user_namespaces = 0 in the jail's user namespace,
+// and the other namespace kinds need capabilities the jail does not have.
+using SeccompProgram = std::vector<sock_filter>;
 
 // The programs for a profile. "default" (everything allowed except the escape and kernel-attack
 // surface, which fails with EPERM) comes precompiled from the build; see compile_profile.
-common::Result<SeccompPrograms> build_profile(const std::string& name);
+common::Result<SeccompProgram> build_profile(const std::string& name);
 
 // Compiles a profile with libseccomp now (the build uses this to precompile "default").
-common::Result<SeccompPrograms> compile_profile(const std::string& name);
+common::Result<SeccompProgram> compile_profile(const std::string& name);
 
 // Syscall names the default profile denies outright (for docs and tests).
 const std::vector<const char*>& default_denied_syscalls();
