@@ -35,7 +35,8 @@ std::unexpected<Error> fail(int err, fmt::format_string<Args...> f, Args&&... ar
 // Prefix more context onto an error travelling up: "bind '/data': open '/data': ...".
 template <class... Args>
 Error context(Error e, fmt::format_string<Args...> f, Args&&... args) {
-  e.what = fmt::format(f, std::forward<Args>(args)...) + ": " + e.what;
+  std::string outer = fmt::format(f, std::forward<Args>(args)...);
+  e.what = e.what.empty() ? outer : outer + ": " + e.what;
   return e;
 }
 

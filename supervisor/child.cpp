@@ -459,6 +459,10 @@ void child_main(ChildPlan& plan) {
   open_sources(plan);
   char go;
   if (sys::read(plan.sock, &go, 1) != 1 || go != 'G') ::_exit(125);
+  // pid 1 is a copy of the supervisor: its memory (the host environment among it) must not be
+  // readable through /proc/1/{mem,environ} from the jail. Not before the maps are written: a
+  // rootless parent could no longer open them.
+  (void)::prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
   // Keep capabilities across the uid change below and never regain them through uid 0.
   check(plan,

@@ -250,7 +250,10 @@ Result<std::string> resolve_trusted_path(const std::string& path) {
     }
     std::string next = resolved + "/" + comp;
     struct stat st;
-    if (::lstat(next.c_str(), &st) != 0) return fail(errno, "'{}'", next);
+    if (::lstat(next.c_str(), &st) != 0) {
+      if (next == path) return fail(errno, "");  // the caller names the path already
+      return fail(errno, "'{}'", next);
+    }
     if (!S_ISLNK(st.st_mode)) {
       resolved = next;
       continue;

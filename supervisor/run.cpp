@@ -245,6 +245,9 @@ Result<Outcome> conclude(const detail::ChildPlan& plan, const policy::JailSpec& 
 }  // namespace
 
 Result<Outcome> run(const policy::JailSpec& spec) {
+  // From here on SIGTERM/SIGINT/SIGHUP are read from a signalfd, so they end the jail through
+  // the normal path and every guard below still runs.
+  SignalBlock signals;
   const bool rootless = ::geteuid() != 0;
   auto plan = TRY(detail::make_plan(spec, rootless));
 
@@ -258,7 +261,6 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   const std::string reg_dir = common::registry::default_dir();
   if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
 
-  SignalBlock signals;
   UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
   if (!sigfd) return fail(errno, "signalfd");
   int sv[2];

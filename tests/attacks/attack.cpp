@@ -1,23 +1,314 @@
 // Attack programs, run inside jails by the tests. `attack NAME [ARGS]` performs one attack and
 // prints "errno=NAME" (the attack failed with that error) or "ok" (it worked); exit status 0
-// means the attack was carried out and reported, 2 means a bad name.
+// means the attack was carried out and reported, 2 means a bad name or bad arguments.
+//
+// Some attacks report a value instead ("capeff=...", "fds=...", "uid_map=..."). Every attack is
+// one system call (or the smallest sequence that reaches it), so the tests can tell which
+// barrier stopped it from the errno alone.
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/bpf.h>
+#include <linux/io_uring.h>
+#include <linux/perf_event.h>
+#include <linux/sched.h>
+#include <linux/userfaultfd.h>
+#include <linux/vm_sockets.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
-int report(int rc) {
+
+using Args = std::vector<std::string>;
+
+int report(long rc) {
   if (rc >= 0) std::printf("ok\n");
   else std::printf("errno=%s\n", strerrorname_np(errno));
   return 0;
 }
+
+// Reports the errno of a failed open, or -1 if the open worked (the caller goes on with fd).
+int report_if_failed(int fd) {
+  if (fd >= 0) return -1;
+  return report(-1);
+}
+
+pid_t parse_pid(const std::string& s) { return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10)); }
+
+int do_setns(const Args& a) {
+  int fd = ::open(a.at(0).c_str(), O_RDONLY | O_CLOEXEC);
+  if (int r = report_if_failed(fd); r >= 0) return r;
+  return report(::setns(fd, 0));
+}
+
+int do_ptrace(const Args& a) { return report(::ptrace(PTRACE_ATTACH, parse_pid(a.at(0)), 0, 0)); }
+
+int do_kill(const Args& a) { return report(::kill(parse_pid(a.at(0)), SIGKILL)); }
+
+int do_read(const Args& a) {
+  int fd = ::open(a.at(0).c_str(), O_RDONLY | O_CLOEXEC);
+  if (int r = report_if_failed(fd); r >= 0) return r;
+  char c;
+  return report(::read(fd, &c, 1));
+}
+
+int do_write(const Args& a) {
+  int fd = ::open(a.at(0).c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  if (int r = report_if_failed(fd); r >= 0) return r;
+  return report(::write(fd, "x", 1) == 1 ? 0 : -1);
+}
+
+int do_create(const Args& a) {
+  return report(::open(a.at(0).c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+}
+
+int do_remount_rw(const Args& a) {
+  return report(::mount(nullptr, a.at(0).c_str(), nullptr, MS_REMOUNT | MS_BIND, nullptr));
+}
+
+int do_mount_tmpfs(const Args& a) {
+  return report(::mount("tmpfs", a.at(0).c_str(), "tmpfs", 0, "size=1m"));
+}
+
+// "capeff=<16 hex digits>" exactly as the kernel prints it.
+int do_capeff(const Args&) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("CapEff:", 0) != 0) continue;
+    std::string v = line.substr(7);
+    v.erase(0, v.find_first_not_of(" \t"));
+    std::printf("capeff=%s\n", v.c_str());
+    return 0;
+  }
+  return report(-1);
+}
+
+int do_bind_port(const Args& a) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (int r = report_if_failed(s); r >= 0) return r;
+  int one = 1;
+  (void)::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(std::stoi(a.at(0))));
+  addr.sin_addr.s_addr = htonl(INADDR_ANY);
+  return report(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
+}
+
+// "fds=3,7" : every open fd except stdio and the one reading the directory.
+int do_fds(const Args&) {
+  DIR* d = ::opendir("/proc/self/fd");
+  if (d == nullptr) return report(-1);
+  std::string list;
+  while (dirent* e = ::readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = std::atoi(e->d_name);
+    if (fd <= 2 || fd == ::dirfd(d)) continue;
+    list += (list.empty() ? "" : ",") + std::string(e->d_name);
+  }
+  ::closedir(d);
+  std::printf("fds=%s\n", list.c_str());
+  return 0;
+}
+
+// Makes stdin (a tty) our controlling terminal if we can, so that with dev.tty.legacy_tiocsti=1
+// the kernel itself would allow TIOCSTI and only the seccomp filter stands in the way.
+void take_controlling_tty() {
+  (void)::setsid();  // fails harmlessly if we already lead a session
+  (void)::ioctl(0, TIOCSCTTY, 0);
+}
+
+int do_tiocsti(const Args&) {
+  take_controlling_tty();
+  char c = 'x';
+  return report(::ioctl(0, TIOCSTI, &c));
+}
+
+// The same request with junk in the upper 32 bits of cmd: the kernel ignores them, a filter
+// comparing all 64 bits would not.
+int do_tiocsti_high(const Args&) {
+  take_controlling_tty();
+  char c = 'x';
+  unsigned long cmd = 0x100000000UL | TIOCSTI;
+  return report(::syscall(SYS_ioctl, 0, cmd, &c));
+}
+
+int do_unshare_user(const Args&) { return report(::unshare(CLONE_NEWUSER)); }
+
+int do_unshare_net(const Args&) { return report(::unshare(CLONE_NEWNET)); }
+
+// The raw clone syscall with one namespace flag; the child (if any) exits at once.
+int raw_clone(unsigned long flags) {
+  long pid = ::syscall(SYS_clone, flags | SIGCHLD, 0, nullptr, nullptr, 0);
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  return report(pid);
+}
+
+int do_clone_newuser(const Args&) { return raw_clone(CLONE_NEWUSER); }
+
+int do_clone_newns(const Args&) { return raw_clone(CLONE_NEWNS); }
+
+// clone3 hides its flags behind a pointer a filter cannot read: the only safe answer is ENOSYS
+// (so libc falls back to clone, which the filter can inspect).
+int do_clone3(const Args&) {
+  struct clone_args args {};
+  args.exit_signal = SIGCHLD;
+  long pid = ::syscall(SYS_clone3, &args, sizeof args);
+  if (pid == 0) ::_exit(0);
+  if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
+  return report(pid);
+}
+
+// "shocker": a made-up handle for the root directory's filesystem.
+int do_open_by_handle(const Args&) {
+  alignas(file_handle) unsigned char buf[sizeof(file_handle) + 8] = {};
+  auto* fh = reinterpret_cast<file_handle*>(buf);
+  fh->handle_bytes = 8;
+  fh->handle_type = 1;           // FILEID_INO32_GEN
+  buf[sizeof(file_handle)] = 2;  // inode 2, the root of most filesystems
+  return report(::open_by_handle_at(AT_FDCWD, fh, O_RDONLY));
+}
+
+int do_bpf(const Args&) {
+  union bpf_attr attr {};
+  attr.map_type = BPF_MAP_TYPE_ARRAY;
+  attr.key_size = 4;
+  attr.value_size = 4;
+  attr.max_entries = 1;
+  return report(::syscall(SYS_bpf, BPF_MAP_CREATE, &attr, sizeof attr));
+}
+
+int do_keyctl(const Args&) {
+  constexpr long kGetKeyringId = 0;     // KEYCTL_GET_KEYRING_ID
+  constexpr long kSessionKeyring = -3;  // KEY_SPEC_SESSION_KEYRING
+  return report(::syscall(SYS_keyctl, kGetKeyringId, kSessionKeyring, 0));
+}
+
+int do_userfaultfd(const Args&) {
+  return report(::syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY));
+}
+
+int do_io_uring(const Args&) {
+  struct io_uring_params p {};
+  return report(::syscall(SYS_io_uring_setup, 1, &p));
+}
+
+int do_vsock(const Args&) { return report(::socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0)); }
+
+int do_perf(const Args&) {
+  struct perf_event_attr attr {};
+  attr.type = PERF_TYPE_SOFTWARE;
+  attr.size = sizeof attr;
+  attr.config = PERF_COUNT_SW_TASK_CLOCK;
+  attr.disabled = 1;
+  attr.exclude_kernel = 1;
+  attr.exclude_hv = 1;
+  return report(::syscall(SYS_perf_event_open, &attr, 0, -1, -1, 0));
+}
+
+// An empty image: a kernel that got this far would refuse it, so nothing is ever loaded.
+int do_init_module(const Args&) {
+  static char empty[1];
+  return report(::syscall(SYS_init_module, empty, 0, ""));
+}
+
+// "uid_map=0 65534 1": the first line of /proc/self/uid_map, blanks squeezed.
+int do_uid_map(const Args&) {
+  std::ifstream f("/proc/self/uid_map");
+  std::string line;
+  if (!std::getline(f, line)) return report(-1);
+  std::istringstream in(line);
+  std::string word, out;
+  while (in >> word) out += (out.empty() ? "" : " ") + word;
+  std::printf("uid_map=%s\n", out.c_str());
+  return 0;
+}
+
+int do_sysctl_write(const Args& a) {
+  int fd = ::open(a.at(0).c_str(), O_WRONLY | O_CLOEXEC);
+  if (int r = report_if_failed(fd); r >= 0) return r;
+  const std::string& v = a.at(1);
+  return report(::write(fd, v.data(), v.size()) == static_cast<ssize_t>(v.size()) ? 0 : -1);
+}
+
+struct Attack {
+  size_t nargs;
+  std::function<int(const Args&)> fn;
+};
+
+const std::map<std::string, Attack>& attacks() {
+  static const std::map<std::string, Attack> kAttacks = {
+      {"setns", {1, do_setns}},
+      {"ptrace", {1, do_ptrace}},
+      {"kill", {1, do_kill}},
+      {"read", {1, do_read}},
+      {"write", {1, do_write}},
+      {"create", {1, do_create}},
+      {"remount-rw", {1, do_remount_rw}},
+      {"mount-tmpfs", {1, do_mount_tmpfs}},
+      {"capeff", {0, do_capeff}},
+      {"bind-port", {1, do_bind_port}},
+      {"fds", {0, do_fds}},
+      {"tiocsti", {0, do_tiocsti}},
+      {"tiocsti-high", {0, do_tiocsti_high}},
+      {"unshare-user", {0, do_unshare_user}},
+      {"unshare-net", {0, do_unshare_net}},
+      {"clone-newuser", {0, do_clone_newuser}},
+      {"clone-newns", {0, do_clone_newns}},
+      {"clone3", {0, do_clone3}},
+      {"open-by-handle", {0, do_open_by_handle}},
+      {"bpf", {0, do_bpf}},
+      {"keyctl", {0, do_keyctl}},
+      {"userfaultfd", {0, do_userfaultfd}},
+      {"io-uring", {0, do_io_uring}},
+      {"vsock", {0, do_vsock}},
+      {"perf", {0, do_perf}},
+      {"init-module", {0, do_init_module}},
+      {"uid-map", {0, do_uid_map}},
+      {"sysctl-write", {2, do_sysctl_write}},
+  };
+  return kAttacks;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) return 2;
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: attack NAME [ARGS]\n");
+    return 2;
+  }
   std::string name = argv[1];
-  (void)report;
-  std::fprintf(stderr, "attack: unknown attack '%s'\n", name.c_str());
-  return 2;
+  Args args(argv + 2, argv + argc);
+  auto it = attacks().find(name);
+  if (it == attacks().end()) {
+    std::fprintf(stderr, "attack: unknown attack '%s'\n", name.c_str());
+    return 2;
+  }
+  if (args.size() != it->second.nargs) {
+    std::fprintf(stderr, "attack: '%s' takes %zu argument(s)\n", name.c_str(), it->second.nargs);
+    return 2;
+  }
+  int rc = it->second.fn(args);
+  std::fflush(stdout);
+  return rc;
 }
