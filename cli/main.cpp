@@ -32,13 +32,21 @@ void ensure_stdio() {
   }
 }
 
-void add_run_options(CLI::App* run, policy::RunFlags& f, bool& quiet) {
+// The values of --bind, --ro-bind and --tmpfs, each option's in its own order; mount_order()
+// interleaves them as they stood on the command line.
+struct MountOptions {
+  std::vector<std::string> bind, ro_bind, tmpfs;
+  CLI::Option *bind_opt = nullptr, *ro_bind_opt = nullptr, *tmpfs_opt = nullptr;
+};
+
+void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& quiet) {
   run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
-  run->add_option("--bind", f.binds, "SRC[:DST] read-write bind mount")->type_name("SRC[:DST]");
-  run->add_option("--ro-bind", f.ro_binds, "SRC[:DST] read-only bind mount")
-      ->type_name("SRC[:DST]");
-  run->add_option("--tmpfs", f.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
-      ->type_name("DST[:SIZE]");
+  m.bind_opt =
+      run->add_option("--bind", m.bind, "SRC[:DST] read-write bind mount")->type_name("SRC[:DST]");
+  m.ro_bind_opt = run->add_option("--ro-bind", m.ro_bind, "SRC[:DST] read-only bind mount")
+                      ->type_name("SRC[:DST]");
+  m.tmpfs_opt = run->add_option("--tmpfs", m.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
+                    ->type_name("DST[:SIZE]");
   run->add_option("--chroot", f.chroot, "use DIR, read-only, as the jail's root")->type_name("DIR");
   run->add_option("--cwd", f.cwd, "working directory inside the jail (default /)");
   run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
@@ -64,6 +72,20 @@ void add_run_options(CLI::App* run, policy::RunFlags& f, bool& quiet) {
       "Exit status: the workload's own, 128+N if it was killed by signal N, 125 if the sandbox\n"
       "could not be set up, 126 if the command cannot be executed, 127 if it is not found,\n"
       "2 for bad options.");
+}
+
+// Later mounts land on earlier ones, so their order is the user's, not the option kind's.
+void mount_order(const CLI::App* run, const MountOptions& m, policy::RunFlags& f) {
+  using Kind = policy::RunFlags::MountFlag;
+  size_t next_bind = 0, next_ro = 0, next_tmpfs = 0;
+  for (const CLI::Option* opt : run->parse_order()) {
+    if (opt == m.bind_opt && next_bind < m.bind.size())
+      f.mounts.emplace_back(Kind::kBind, m.bind[next_bind++]);
+    else if (opt == m.ro_bind_opt && next_ro < m.ro_bind.size())
+      f.mounts.emplace_back(Kind::kRoBind, m.ro_bind[next_ro++]);
+    else if (opt == m.tmpfs_opt && next_tmpfs < m.tmpfs.size())
+      f.mounts.emplace_back(Kind::kTmpfs, m.tmpfs[next_tmpfs++]);
+  }
 }
 
 int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest) {
@@ -149,10 +171,11 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "debug output");
 
   policy::RunFlags run_flags;
+  MountOptions mount_options;
   bool quiet = false;
   auto* run =
       app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
-  add_run_options(run, run_flags, quiet);
+  add_run_options(run, run_flags, mount_options, quiet);
 
   bool ps_json = false;
   auto* ps = app.add_subcommand("ps", "list running jails");
@@ -181,8 +204,16 @@ int main(int argc, char** argv) {
   log::set_level(verbose ? log::Level::kDebug : quiet ? log::Level::kWarn : log::Level::kInfo);
 
   if (run->parsed()) {
+    // Without "--" the command starts at the first word that is not an option of ours; a word
+    // that looks like an option there is a misspelt one, not a program to run.
     auto rest = run->remaining();
+    if (!rest.empty() && rest.front().starts_with("-")) {
+      log::error("run: unknown option '{}'; see stockade run --help (put the command after '--')",
+                 rest.front());
+      return kExitUsage;
+    }
     rest.insert(rest.end(), command.begin(), command.end());
+    mount_order(run, mount_options, run_flags);
     return cmd_run(run_flags, rest);
   }
   if (ps->parsed()) return cmd_ps(ps_json);

@@ -247,9 +247,19 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     auto root = TRY(absolute_host_path("--chroot", *f.chroot));
     spec.chroot = root;
   }
-  for (auto& b : f.ro_binds) spec.mounts.push_back(TRY(parse_bind("--ro-bind", b, true)));
-  for (auto& b : f.binds) spec.mounts.push_back(TRY(parse_bind("--bind", b, false)));
-  for (auto& t : f.tmpfs) spec.mounts.push_back(TRY(parse_tmpfs(t)));
+  for (auto& [kind, arg] : f.mounts) {
+    switch (kind) {
+      case RunFlags::MountFlag::kBind:
+        spec.mounts.push_back(TRY(parse_bind("--bind", arg, false)));
+        break;
+      case RunFlags::MountFlag::kRoBind:
+        spec.mounts.push_back(TRY(parse_bind("--ro-bind", arg, true)));
+        break;
+      case RunFlags::MountFlag::kTmpfs:
+        spec.mounts.push_back(TRY(parse_tmpfs(arg)));
+        break;
+    }
+  }
   if (f.cwd) spec.cwd = TRY(normalize_jail_path("--cwd", *f.cwd));
   for (auto& c : f.caps) {
     int v = TRY(parse_cap(c));
@@ -270,7 +280,7 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     spec.rlimits.push_back(lim);
   }
   if (f.time_limit) {
-    if (*f.time_limit < 0) return fail(0, "--time-limit: give a number of seconds above 0");
+    if (*f.time_limit < 0) return fail(0, "--time-limit: give a number of seconds (0: no limit)");
     spec.time_limit = *f.time_limit;
   }
   if (f.kill_grace) {

@@ -62,7 +62,9 @@ struct JailSpec {
 struct RunFlags {
   std::vector<std::string> command;
   std::optional<std::string> user;  // UID[:GID]
-  std::vector<std::string> binds, ro_binds, tmpfs;
+  // --bind, --ro-bind and --tmpfs in command-line order: later mounts land on earlier ones.
+  enum class MountFlag { kBind, kRoBind, kTmpfs };
+  std::vector<std::pair<MountFlag, std::string>> mounts;
   std::optional<std::string> chroot;
   std::optional<std::string> cwd;
   std::vector<std::string> caps;

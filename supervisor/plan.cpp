@@ -268,6 +268,12 @@ Result<std::string> resolve_trusted_path(const std::string& path) {
     ssize_t n = ::readlink(next.c_str(), target, sizeof target - 1);
     if (n < 0) return fail(errno, "readlink '{}'", next);
     std::string t(target, static_cast<size_t>(n));
+    // /proc's magic links (ns/net, fd/N, exe) name kernel objects, not paths: a namespace or an
+    // open file of the host handed into a jail is an escape hatch, so they are never bound.
+    if (next.starts_with("/proc/") && t.find(":[") != std::string::npos)
+      return fail(EPERM,
+                  "'{}' is a kernel object ('{}'), not a file: it cannot be bound into a jail",
+                  next, t);
     if (t.starts_with("/")) resolved.clear();
     rest = t + "/" + rest;
   }

@@ -124,8 +124,10 @@ std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r
   if (r.index >= 0 && static_cast<size_t>(r.index) < plan.mounts.size()) {
     const auto& m = plan.mounts[static_cast<size_t>(r.index)];
     std::string s = fmt::format("{} '{}'", what, m.label);
-    if (plan.chroot && step == detail::Step::kMountPoint)
+    if (plan.chroot && step == detail::Step::kMountPoint && r.err == EROFS)
       s += " (the chroot is read-only: create the mount point in it)";
+    if (plan.chroot && r.err == EACCES)
+      s += " (the jail's host uid cannot enter the chroot: make its directories searchable, o+x)";
     return s;
   }
   if (step == detail::Step::kChdir) return fmt::format("chdir '{}'", plan.cwd);

@@ -92,7 +92,7 @@ TEST_CASE("the plan carries argv and the environment as NULL-terminated arrays",
 TEST_CASE("a user bind of a missing source fails before anything is started", "[plan]") {
   policy::RunFlags f;
   f.command = {"/bin/true"};
-  f.binds = {"/surely/not/here:/data"};
+  f.mounts = {{policy::RunFlags::MountFlag::kBind, "/surely/not/here:/data"}};
   auto plan = make_plan(*policy::make_spec(f), true);
   REQUIRE_FALSE(plan);
   CHECK(plan.error().err == ENOENT);

@@ -64,16 +64,17 @@ TEST_CASE("--user takes UID[:GID] and refuses the overflow ids", "[policy]") {
 
 TEST_CASE("bind destinations must be absolute, without '..', and never the root", "[policy]") {
   auto f = flags_for({"/bin/true"});
-  f.binds = {"/srv:/data/./x//"};
+  using K = RunFlags::MountFlag;
+  f.mounts = {{K::kBind, "/srv:/data/./x//"}};
   auto spec = make_spec(f);
   REQUIRE(spec);
   CHECK(spec->mounts.at(0).dst == "/data/x");
   CHECK_FALSE(spec->mounts.at(0).read_only);
-  f.binds = {"/srv:data"};
+  f.mounts = {{K::kBind, "/srv:data"}};
   CHECK_THAT(make_spec(f).error().what, Catch::Contains("must be absolute"));
-  f.binds = {"/srv:/data/../etc"};
+  f.mounts = {{K::kBind, "/srv:/data/../etc"}};
   CHECK_THAT(make_spec(f).error().what, Catch::Contains("'..'"));
-  f.binds = {"/srv:/"};
+  f.mounts = {{K::kBind, "/srv:/"}};
   CHECK_THAT(make_spec(f).error().what, Catch::Contains("--chroot"));
 }
 
@@ -139,4 +140,18 @@ TEST_CASE("--host-ids refuses ranges that overlap login ids or wrap", "[policy]"
     f.host_ids = bad;
     CHECK_FALSE(make_spec(f));
   }
+}
+
+TEST_CASE("mounts keep their command-line order across option kinds", "[policy]") {
+  using K = RunFlags::MountFlag;
+  auto f = flags_for({"/bin/true"});
+  f.mounts = {{K::kTmpfs, "/d"}, {K::kRoBind, "/srv:/d/x"}, {K::kBind, "/opt:/d/y"}};
+  auto spec = make_spec(f);
+  REQUIRE(spec);
+  REQUIRE(spec->mounts.size() == 3);
+  CHECK(spec->mounts[0].kind == policy::Mount::Kind::kTmpfs);
+  CHECK(spec->mounts[1].dst == "/d/x");
+  CHECK(spec->mounts[1].read_only);
+  CHECK(spec->mounts[2].dst == "/d/y");
+  CHECK_FALSE(spec->mounts[2].read_only);
 }
