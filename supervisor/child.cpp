@@ -530,6 +530,9 @@ void child_main(ChildPlan& plan) {
   if (!plan.rootless) check(plan, ::setgroups(0, nullptr) == 0, Step::kSetgroups);
   check(plan, ::setresgid(plan.gid, plan.gid, plan.gid) == 0, Step::kSetgid);
   check(plan, ::setresuid(plan.uid, plan.uid, plan.uid) == 0, Step::kSetuid);
+  // The kernel clears the parent-death signal on any id change: arm it again. A supervisor that
+  // died in between is noticed at the read of 'X' below (end of file).
+  (void)::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
   build_root(plan);
   join_net_helper(plan, net_pid, net);
