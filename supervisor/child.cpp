@@ -403,6 +403,11 @@ void drop_capabilities(const ChildPlan& plan) {
 // async-signal-safe
 void load_seccomp(const ChildPlan& plan) {
   check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
+  if (!plan.clone3_guard.empty()) {
+    struct sock_fprog guard = {static_cast<unsigned short>(plan.clone3_guard.size()),
+                               const_cast<sock_filter*>(plan.clone3_guard.data())};
+    check(plan, sys::seccomp_set_filter(0, &guard) == 0, Step::kSeccomp);
+  }
   struct sock_fprog prog = {static_cast<unsigned short>(plan.seccomp.size()),
                             const_cast<sock_filter*>(plan.seccomp.data())};
   check(plan, sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_LOG, &prog) == 0, Step::kSeccomp);

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <climits>
 #include <cstdlib>
 
@@ -322,6 +323,10 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   plan->last_cap = static_cast<int>(cap_max_bits()) - 1;
   plan->capset = TRY(make_capset(plan->caps));
   plan->seccomp = TRY(build_profile(spec.seccomp));
+  // CAP_SYS_ADMIN lets a jail create every namespace but a user namespace, and clone3's flags
+  // are out of the filter's sight: answer clone3 with ENOSYS for such jails.
+  if (std::find(spec.caps.begin(), spec.caps.end(), CAP_SYS_ADMIN) != spec.caps.end())
+    plan->clone3_guard = TRY(clone3_guard());
 
   plan->argv_store = spec.argv;
   plan->env_store = spec.env;

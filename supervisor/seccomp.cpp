@@ -152,6 +152,12 @@ const std::vector<const char*>& default_denied_syscalls() {
   return kDenied;
 }
 
+Result<SeccompProgram> compile_clone3_guard() {
+  Ctx ctx = TRY(new_ctx());
+  TRY(add(ctx.get(), SCMP_ACT_ERRNO(ENOSYS), "clone3"));
+  return export_bpf(ctx.get());
+}
+
 Result<SeccompProgram> compile_profile(const std::string& name) {
   if (name != "default") return fail(EINVAL, "unknown seccomp profile '{}'", name);
   return build_default();
@@ -164,8 +170,14 @@ Result<SeccompProgram> build_profile(const std::string& name) {
   if (name != "default") return compile_profile(name);
   return SeccompProgram(std::begin(kDefaultProgram), std::end(kDefaultProgram));
 }
+
+Result<SeccompProgram> clone3_guard() {
+  return SeccompProgram(std::begin(kClone3Guard), std::end(kClone3Guard));
+}
 #else
 Result<SeccompProgram> build_profile(const std::string& name) { return compile_profile(name); }
+
+Result<SeccompProgram> clone3_guard() { return compile_clone3_guard(); }
 #endif
 
 }  // namespace supervisor::detail

@@ -65,6 +65,14 @@ TEST_CASE("the precompiled default profile is exactly what libseccomp compiles n
   CHECK(same(*embedded, *fresh));
 }
 
+TEST_CASE("the precompiled clone3 guard is exactly what libseccomp compiles now", "[seccomp]") {
+  auto embedded = supervisor::detail::clone3_guard();
+  auto fresh = supervisor::detail::compile_clone3_guard();
+  REQUIRE(embedded);
+  REQUIRE(fresh);
+  CHECK(same(*embedded, *fresh));
+}
+
 TEST_CASE("an unknown seccomp profile is an error naming it", "[seccomp]") {
   auto p = build_profile("nope");
   REQUIRE_FALSE(p);

@@ -33,16 +33,18 @@ int status_to_code(int st) {
 }
 
 // In the forked child: stdio, passed fds, ids, environment, then exec. Never returns.
-[[noreturn]] void exec_child(const std::vector<std::string>& argv, const RunOptions& o,
-                             int out_fd, int err_fd) {
+[[noreturn]] void exec_child(const std::vector<std::string>& argv, const RunOptions& o, int out_fd,
+                             int err_fd) {
   ::setpgid(0, 0);
   int in = o.stdin_fd >= 0 ? o.stdin_fd : ::open("/dev/null", O_RDONLY);
   ::dup2(in, 0);
   ::dup2(out_fd, 1);
   ::dup2(err_fd, 2);
   for (auto [from, to] : o.pass_fds) {
-    if (from == to) ::fcntl(to, F_SETFD, 0);
-    else ::dup2(from, to);  // the copy is not close-on-exec
+    if (from == to)
+      ::fcntl(to, F_SETFD, 0);
+    else
+      ::dup2(from, to);  // the copy is not close-on-exec
   }
   if (o.uid || o.gid) {
     if (::setgroups(0, nullptr) != 0) ::_exit(121);
@@ -102,8 +104,7 @@ RunResult run(const std::vector<std::string>& argv, const RunOptions& options) {
       killed = true;
       left = 1000;
     }
-    if (::poll(fds, 2, static_cast<int>(std::max<long long>(left, 1))) < 0 && errno != EINTR)
-      break;
+    if (::poll(fds, 2, static_cast<int>(std::max<long long>(left, 1))) < 0 && errno != EINTR) break;
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || fds[i].revents == 0) continue;
       char buf[4096];
@@ -141,8 +142,7 @@ RunResult stockade(const std::vector<std::string>& args, const RunOptions& optio
 std::vector<std::string> attack_argv(const std::vector<std::string>& options,
                                      const std::string& name,
                                      const std::vector<std::string>& args) {
-  std::vector<std::string> argv{"run", "-q", "--ro-bind",
-                                attack_bin() + ":" + kAttackInJail};
+  std::vector<std::string> argv{"run", "-q", "--ro-bind", attack_bin() + ":" + kAttackInJail};
   argv.insert(argv.end(), options.begin(), options.end());
   argv.push_back("--");
   argv.push_back(kAttackInJail);
@@ -180,9 +180,13 @@ Process::Process(const std::vector<std::string>& argv, const RunOptions& options
 
 Process::~Process() {
   if (pid_ > 0 && !done_) {
-    ::kill(pid_, SIGKILL);
-    int st;
-    ::waitpid(pid_, &st, 0);
+    auto children = children_of(pid_);
+    for (pid_t c : children) ::kill(c, SIGKILL);
+    if (children.empty() || wait(2) < 0) {
+      ::kill(pid_, SIGKILL);
+      int st;
+      ::waitpid(pid_, &st, 0);
+    }
   }
   if (out_fd_ >= 0) ::close(out_fd_);
   if (err_fd_ >= 0) ::close(err_fd_);
@@ -361,6 +365,17 @@ std::vector<pid_t> wait_jail_gone(const JailEntry& jail, double timeout_s) {
     if (left.empty() || Clock::now() >= deadline) return left;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+}
+
+std::vector<pid_t> kill_jail_processes(const JailEntry& jail, double timeout_s) {
+  for (pid_t pid : jail_processes(jail)) ::kill(pid, SIGKILL);
+  return wait_jail_gone(jail, timeout_s);
+}
+
+std::string line(const std::string& out) {
+  std::string s = out;
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  return s;
 }
 
 std::vector<pid_t> children_of(pid_t pid) {

@@ -63,7 +63,9 @@ std::string stockade_bin();
 std::string attack_bin();
 
 // A process started in the background (fork/exec), its stdout and stderr kept in memory files.
-// If it still runs when the guard goes, it is SIGKILLed (by pid) and reaped.
+// If it still runs when the guard goes, its children are SIGKILLed first (for a supervisor: the
+// jail's init, which takes the jail with it) and it gets 2 s to finish on its own; then it is
+// SIGKILLed and reaped. Everything by pid.
 class Process {
  public:
   explicit Process(const std::vector<std::string>& argv, const RunOptions& options = {});
@@ -140,6 +142,9 @@ std::vector<pid_t> processes_in_pid_namespace(std::uint64_t inode);
 // Every process of the jail: in its pid namespace, or running as its host uid (as seen in
 // /proc/PID/status, which does not depend on dumpability).
 std::vector<pid_t> jail_processes(const JailEntry& jail);
+// SIGKILLs every process of the jail, by pid, and waits up to timeout_s for them to go.
+// Returns what is left.
+std::vector<pid_t> kill_jail_processes(const JailEntry& jail, double timeout_s = 5);
 // Polls until jail_processes is empty; returns what is left after timeout_s.
 std::vector<pid_t> wait_jail_gone(const JailEntry& jail, double timeout_s = 5);
 // The children of pid (host pids).
@@ -147,6 +152,9 @@ std::vector<pid_t> children_of(pid_t pid);
 
 // True if a process with this pid exists and is not a zombie.
 bool alive(pid_t pid);
+
+// out without its trailing newline: an attack's one-line report.
+std::string line(const std::string& out);
 
 }  // namespace test
 

@@ -112,6 +112,7 @@ struct ChildPlan {
   int last_cap = 40;
   std::unique_ptr<std::remove_pointer_t<cap_t>, CapDeleter> capset;  // P = E = I = caps
   SeccompProgram seccomp;
+  SeccompProgram clone3_guard;  // empty unless the jail holds CAP_SYS_ADMIN
   bool deny_nested_userns = true;
   std::vector<std::string> argv_store, env_store, path_dirs;
   std::vector<char*> argv, envp;  // NULL-terminated views of the stores

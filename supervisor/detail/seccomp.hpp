@@ -23,6 +23,12 @@ common::Result<SeccompProgram> build_profile(const std::string& name);
 // Compiles a profile with libseccomp now (the build uses this to precompile "default").
 common::Result<SeccompProgram> compile_profile(const std::string& name);
 
+// For jails granted CAP_SYS_ADMIN, which may create every namespace but a user namespace: a
+// program answering clone3 with ENOSYS (libc then falls back to clone, whose flags the profile
+// checks). Loaded without the log flag: a thread start is no attack. Precompiled as well.
+common::Result<SeccompProgram> clone3_guard();
+common::Result<SeccompProgram> compile_clone3_guard();
+
 // Syscall names the default profile denies outright (for docs and tests).
 const std::vector<const char*>& default_denied_syscalls();
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,8 +41,10 @@ namespace {
 using Args = std::vector<std::string>;
 
 int report(long rc) {
-  if (rc >= 0) std::printf("ok\n");
-  else std::printf("errno=%s\n", strerrorname_np(errno));
+  if (rc >= 0)
+    std::printf("ok\n");
+  else
+    std::printf("errno=%s\n", strerrorname_np(errno));
   return 0;
 }
 
@@ -51,7 +54,9 @@ int report_if_failed(int fd) {
   return report(-1);
 }
 
-pid_t parse_pid(const std::string& s) { return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10)); }
+pid_t parse_pid(const std::string& s) {
+  return static_cast<pid_t>(std::strtol(s.c_str(), nullptr, 10));
+}
 
 int do_setns(const Args& a) {
   int fd = ::open(a.at(0).c_str(), O_RDONLY | O_CLOEXEC);
@@ -137,6 +142,12 @@ void take_controlling_tty() {
   (void)::ioctl(0, TIOCSCTTY, 0);
 }
 
+// Reports whether stdin could be made the controlling terminal (see take_controlling_tty).
+int do_ctty(const Args&) {
+  (void)::setsid();
+  return report(::ioctl(0, TIOCSCTTY, 0));
+}
+
 int do_tiocsti(const Args&) {
   take_controlling_tty();
   char c = 'x';
@@ -168,16 +179,24 @@ int do_clone_newuser(const Args&) { return raw_clone(CLONE_NEWUSER); }
 
 int do_clone_newns(const Args&) { return raw_clone(CLONE_NEWNS); }
 
-// clone3 hides its flags behind a pointer a filter cannot read: the only safe answer is ENOSYS
-// (so libc falls back to clone, which the filter can inspect).
-int do_clone3(const Args&) {
+// clone3, with or without namespace flags: a filter cannot see its flags, so whatever stops
+// nested namespaces must work on this path too.
+int raw_clone3(std::uint64_t flags) {
   struct clone_args args {};
+  args.flags = flags;
   args.exit_signal = SIGCHLD;
   long pid = ::syscall(SYS_clone3, &args, sizeof args);
   if (pid == 0) ::_exit(0);
   if (pid > 0) ::waitpid(static_cast<pid_t>(pid), nullptr, 0);
   return report(pid);
 }
+
+// No flags: tells whether the filter answers clone3 at all.
+int do_clone3(const Args&) { return raw_clone3(0); }
+
+int do_clone3_newuser(const Args&) { return raw_clone3(CLONE_NEWUSER); }
+
+int do_clone3_newnet(const Args&) { return raw_clone3(CLONE_NEWNET); }
 
 // "shocker": a made-up handle for the root directory's filesystem.
 int do_open_by_handle(const Args&) {
@@ -269,6 +288,7 @@ const std::map<std::string, Attack>& attacks() {
       {"capeff", {0, do_capeff}},
       {"bind-port", {1, do_bind_port}},
       {"fds", {0, do_fds}},
+      {"ctty", {0, do_ctty}},
       {"tiocsti", {0, do_tiocsti}},
       {"tiocsti-high", {0, do_tiocsti_high}},
       {"unshare-user", {0, do_unshare_user}},
@@ -276,6 +296,8 @@ const std::map<std::string, Attack>& attacks() {
       {"clone-newuser", {0, do_clone_newuser}},
       {"clone-newns", {0, do_clone_newns}},
       {"clone3", {0, do_clone3}},
+      {"clone3-newuser", {0, do_clone3_newuser}},
+      {"clone3-newnet", {0, do_clone3_newnet}},
       {"open-by-handle", {0, do_open_by_handle}},
       {"bpf", {0, do_bpf}},
       {"keyctl", {0, do_keyctl}},
