@@ -319,72 +319,17 @@ void build_root(ChildPlan& plan) {
   ::close(root);
 }
 
-// async-signal-safe. Returns false with errno set.
-bool bring_up_loopback() {
+// async-signal-safe
+void bring_up_loopback(const ChildPlan& plan) {
   int s = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (s < 0) return false;
+  check(plan, s >= 0, Step::kLoopback);
   struct ifreq ifr;
   std::memset(&ifr, 0, sizeof ifr);
   std::memcpy(ifr.ifr_name, "lo", 3);
-  bool ok = ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  check(plan, ::ioctl(s, SIOCGIFFLAGS, &ifr) == 0, Step::kLoopback);
   ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-  ok = ok && ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-  int err = errno;
+  check(plan, ::ioctl(s, SIOCSIFFLAGS, &ifr) == 0, Step::kLoopback);
   ::close(s);
-  errno = err;
-  return ok;
-}
-
-// Creating a network namespace is the costliest part of a launch (~0.5 ms of pernet setup), so
-// a helper task does it on the other CPU while the child builds the root. It shares our memory
-// and fd table; the child joins the namespace it made before dropping capabilities. Until then
-// the child runs only our own code, so the brief stay in the host's network namespace exposes
-// nothing: it holds no capability there.
-struct NetHelper {
-  bool loopback_up = true;
-  int ns_fd = -1;
-  int err = 0;
-  Step step = Step::kNetns;
-};
-
-alignas(64) char g_net_stack[16 * 1024];
-
-// async-signal-safe
-int net_helper_main(void* arg) {
-  auto* h = static_cast<NetHelper*>(arg);
-  if (::unshare(CLONE_NEWNET) != 0) {
-    h->err = errno;
-    ::_exit(1);
-  }
-  if (h->loopback_up && !bring_up_loopback()) {
-    h->err = errno;
-    h->step = Step::kLoopback;
-    ::_exit(1);
-  }
-  h->ns_fd = sys::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (h->ns_fd < 0) h->err = errno;
-  ::_exit(0);
-}
-
-// async-signal-safe
-pid_t start_net_helper(const ChildPlan& plan, NetHelper& h) {
-  h.loopback_up = plan.loopback_up;
-  pid_t pid = ::clone(net_helper_main, g_net_stack + sizeof g_net_stack,
-                      CLONE_VM | CLONE_FILES | SIGCHLD, &h);
-  check(plan, pid > 0, Step::kNetns);
-  return pid;
-}
-
-// async-signal-safe
-void join_net_helper(const ChildPlan& plan, pid_t pid, NetHelper& h) {
-  int st;
-  check(plan, sys::waitpid(pid, &st, 0) == pid, Step::kNetns);
-  if (h.err != 0 || h.ns_fd < 0) {
-    errno = h.err != 0 ? h.err : EIO;
-    check(plan, false, h.step);
-  }
-  check(plan, ::setns(h.ns_fd, CLONE_NEWNET) == 0, Step::kNetns);
-  ::close(h.ns_fd);
 }
 
 // async-signal-safe. All five capability sets cut to the allowlist; the ambient set carries
@@ -515,8 +460,6 @@ void child_main(ChildPlan& plan) {
   if (plan.sock > 3) (void)sys::close_range(3, static_cast<unsigned>(plan.sock) - 1, 0);
   (void)sys::close_range(static_cast<unsigned>(plan.sock) + 1, ~0U, 0);
   (void)::setsid();
-  NetHelper net;
-  pid_t net_pid = start_net_helper(plan, net);
   // This needs no id map: it overlaps with the parent writing them.
   open_sources(plan);
   char go;
@@ -540,12 +483,8 @@ void child_main(ChildPlan& plan) {
   (void)::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
   build_root(plan);
-  join_net_helper(plan, net_pid, net);
-  // Every namespace is final now: the supervisor records them in the registry.
-  ChildReport ready;
-  ready.kind = ChildReport::kReady;
-  check(plan, ::send(plan.sock, &ready, sizeof ready, MSG_NOSIGNAL) == sizeof ready, Step::kSync);
   check(plan, ::sethostname(plan.hostname.data(), plan.hostname.size()) == 0, Step::kHostname);
+  if (plan.loopback_up) bring_up_loopback(plan);
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     struct rlimit rl = {plan.rlimits[i].soft, plan.rlimits[i].hard};
     check(plan, ::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].resource), &rl) == 0,
@@ -597,8 +536,6 @@ const char* step_name(Step s) {
       return "set hostname";
     case Step::kLoopback:
       return "bring up loopback";
-    case Step::kNetns:
-      return "create the network namespace";
     case Step::kRlimit:
       return "set rlimit";
     case Step::kChdir:

@@ -29,9 +29,8 @@ using common::UniqueFd;
 using detail::ChildReport;
 using Clock = std::chrono::steady_clock;
 
-// The network namespace is made by the child itself, off this thread's critical path.
-constexpr std::uint64_t kNamespaces =
-    CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS | CLONE_NEWCGROUP;
+constexpr std::uint64_t kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
+                                      CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWNET;
 
 // The jail's pid 1, as seen from the host: killed and reaped unless it was reaped already.
 class ChildGuard {
@@ -116,39 +115,6 @@ std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
 
 bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
 
-// Blocks until the child reports it is ready. Returns nothing then, or the report that came
-// instead (a failed step), or an empty kSetupFailed if the child vanished without a word.
-std::optional<ChildReport> wait_until_ready(int sock) {
-  ChildReport r;
-  ssize_t n;
-  do n = ::recv(sock, &r, sizeof r, 0);
-  while (n < 0 && errno == EINTR);
-  if (n == static_cast<ssize_t>(sizeof r) && r.kind == ChildReport::kReady) return std::nullopt;
-  if (n == static_cast<ssize_t>(sizeof r)) return r;
-  return ChildReport{};
-}
-
-common::registry::JailRecord make_record(const policy::JailSpec& spec, pid_t pid, uid_t host_uid,
-                                         gid_t host_gid, bool rootless) {
-  common::registry::JailRecord rec;
-  rec.id = new_jail_id();
-  rec.supervisor_pid = ::getpid();
-  rec.init_pid = pid;
-  rec.host_uid = host_uid;
-  rec.host_gid = host_gid;
-  rec.uid = spec.uid;
-  rec.gid = spec.gid;
-  rec.rootless = rootless;
-  rec.namespaces = namespace_inodes(pid);
-  rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
-  rec.command = spec.argv;
-  rec.hostname = spec.hostname;
-  rec.net = spec.net == policy::NetMode::kNone ? "none" : "loopback";
-  return rec;
-}
-
 std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r) {
   auto step = static_cast<detail::Step>(r.step);
   std::string what = detail::step_name(step);
@@ -175,10 +141,8 @@ struct Watch {
 };
 
 // Forwards signals, enforces the time limit and collects the child's reports until pid 1 exits.
-Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec,
-                 std::optional<ChildReport> first) {
+Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec) {
   Watch w;
-  w.report = first;
   std::optional<Clock::time_point> deadline, kill_at;
   if (spec.time_limit > 0)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -189,7 +153,6 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
     while (fds[2].fd >= 0) {
       ssize_t n = ::recv(sock, &r, sizeof r, MSG_DONTWAIT);
       if (n == static_cast<ssize_t>(sizeof r)) {
-        if (r.kind == ChildReport::kReady) continue;
         if (!w.report || w.report->kind == ChildReport::kExited) w.report = r;
         continue;
       }
@@ -322,19 +285,33 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
 
-  // The child says when its namespaces are final (it joins its network namespace late). Then
-  // the registry entry is written, before the workload starts: the child waits for 'X'.
+  // The registry entry exists before the workload starts (the child waits for 'X').
   std::optional<common::registry::Entry> entry;
-  std::optional<ChildReport> first = wait_until_ready(sock.get());
-  if (!first) {
-    if (!reg_dir.empty()) {
-      auto rec = make_record(spec, pid, host_uid, host_gid, rootless);
-      TRY_CTX(common::registry::write(reg_dir, rec), "registry");
-      entry.emplace(reg_dir, rec.id);
-    }
-    (void)send_byte(sock.get(), 'X');  // a child that failed since will report why
+  std::string id = new_jail_id();
+  if (!reg_dir.empty()) {
+    common::registry::JailRecord rec;
+    rec.id = id;
+    rec.supervisor_pid = ::getpid();
+    rec.init_pid = pid;
+    rec.host_uid = host_uid;
+    rec.host_gid = host_gid;
+    rec.uid = spec.uid;
+    rec.gid = spec.gid;
+    rec.rootless = rootless;
+    rec.namespaces = namespace_inodes(pid);
+    rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+    rec.command = spec.argv;
+    rec.hostname = spec.hostname;
+    rec.net = spec.net == policy::NetMode::kNone ? "none" : "loopback";
+    TRY_CTX(common::registry::write(reg_dir, rec), "registry");
+    entry.emplace(reg_dir, id);
   }
-  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec, first);
+  // A child that already failed has closed its end; its report explains why.
+  (void)send_byte(sock.get(), 'X');
+
+  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec);
   return conclude(*plan, spec, w);
 }
 

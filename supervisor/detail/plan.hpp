@@ -39,7 +39,6 @@ enum class Step : std::int32_t {
   kRootReadOnly,
   kHostname,
   kLoopback,
-  kNetns,
   kRlimit,
   kChdir,
   kBoundingSet,
@@ -54,7 +53,7 @@ const char* step_name(Step s);
 
 // Messages from the child (and later the jail's pid 1) to the supervisor.
 struct ChildReport {
-  enum Kind : std::int32_t { kSetupFailed = 1, kExecFailed = 2, kExited = 3, kReady = 4 };
+  enum Kind : std::int32_t { kSetupFailed = 1, kExecFailed = 2, kExited = 3 };
   std::int32_t kind = 0;
   std::int32_t step = 0;
   std::int32_t index = -1;  // into ChildPlan::mounts or rlimits, -1 if none
