@@ -51,6 +51,11 @@ Result<Ctx> new_ctx() {
     return fail(-rc, "seccomp_attr_set");
   if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS); rc < 0)
     return fail(-rc, "seccomp_attr_set");
+  // A binary tree of syscall numbers instead of a chain: the kernel emulates the program for
+  // every syscall number when it is loaded (to cache constant verdicts), so a short path per
+  // number makes the load itself cheaper, and uncached syscalls too.
+  if (int rc = seccomp_attr_set(ctx.get(), SCMP_FLTATR_CTL_OPTIMIZE, 2); rc < 0)
+    return fail(-rc, "seccomp_attr_set");
   return ctx;
 }
 
