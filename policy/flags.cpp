@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "policy/detail/parse.hpp"
 #include "policy/spec.hpp"
 
 namespace policy {
@@ -16,46 +17,9 @@ namespace {
 
 using common::fail;
 using common::Result;
-
-constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-template <class T>
-std::optional<T> parse_number(std::string_view s) {
-  T v{};
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc{} || p != s.data() + s.size() || s.empty()) return std::nullopt;
-  return v;
-}
-
-// "/a/./b//c/" -> "/a/b/c"; rejects relative paths and "..".
-Result<std::string> normalize_jail_path(const std::string& flag, const std::string& path) {
-  if (path.empty() || path[0] != '/')
-    return fail(0, "{} '{}': the path inside the jail must be absolute (start with '/')", flag,
-                path);
-  std::string out;
-  size_t i = 0;
-  while (i < path.size()) {
-    size_t j = path.find('/', i);
-    if (j == std::string::npos) j = path.size();
-    std::string_view comp(path.data() + i, j - i);
-    if (comp == "..")
-      return fail(0, "{} '{}': '..' is not allowed in a path inside the jail", flag, path);
-    if (!comp.empty() && comp != ".") {
-      out += '/';
-      out += comp;
-    }
-    i = j + 1;
-  }
-  return out.empty() ? std::string("/") : out;
-}
-
-Result<std::string> absolute_host_path(const std::string& flag, const std::string& path) {
-  if (path.empty()) return fail(0, "{}: the host path is empty", flag);
-  std::error_code ec;
-  auto abs = std::filesystem::absolute(path, ec);
-  if (ec) return fail(ec.value(), "{} '{}'", flag, path);
-  return abs.lexically_normal().string();
-}
+using detail::absolute_host_path;
+using detail::normalize_jail_path;
+using detail::parse_number;
 
 // SRC[:DST] for --bind/--ro-bind.
 Result<Mount> parse_bind(const std::string& flag, const std::string& arg, bool read_only) {
@@ -87,16 +51,13 @@ Result<Mount> parse_tmpfs(const std::string& arg) {
 }
 
 Result<int> parse_cap(const std::string& name) {
-  std::string lower;
-  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (!lower.starts_with("cap_")) lower = "cap_" + lower;
-  cap_value_t v;
-  if (cap_from_name(lower.c_str(), &v) != 0)
+  auto v = detail::cap_from_user_name(name);
+  if (!v)
     return fail(0,
                 "--cap '{}': unknown capability; use a name such as NET_BIND_SERVICE "
                 "(see capabilities(7))",
                 name);
-  return static_cast<int>(v);
+  return *v;
 }
 
 Result<std::string> parse_env(const std::string& arg) {
@@ -137,8 +98,7 @@ Result<Rlimit> parse_rlimit(const std::string& arg) {
                 "--rlimit '{}': unknown limit '{}'; use one of as, core, cpu, data, fsize, "
                 "memlock, nofile, nproc, stack",
                 arg, name);
-  bool bytes = *res == RLIMIT_AS || *res == RLIMIT_CORE || *res == RLIMIT_FSIZE ||
-               *res == RLIMIT_DATA || *res == RLIMIT_STACK || *res == RLIMIT_MEMLOCK;
+  bool bytes = detail::rlimit_in_bytes(*res);
   std::string value = arg.substr(eq + 1);
   auto colon = value.find(':');
   Rlimit r;
@@ -179,6 +139,79 @@ Result<IdRange> parse_id_range(const std::string& arg) {
   return IdRange{*first, *count};
 }
 
+}  // namespace
+
+namespace detail {
+
+// "/a/./b//c/" -> "/a/b/c"; rejects relative paths and "..".
+Result<std::string> normalize_jail_path(const std::string& what, const std::string& path) {
+  if (path.empty() || path[0] != '/')
+    return fail(0, "{} '{}': the path inside the jail must be absolute (start with '/')", what,
+                path);
+  std::string out;
+  size_t i = 0;
+  while (i < path.size()) {
+    size_t j = path.find('/', i);
+    if (j == std::string::npos) j = path.size();
+    std::string_view comp(path.data() + i, j - i);
+    if (comp == "..")
+      return fail(0, "{} '{}': '..' is not allowed in a path inside the jail", what, path);
+    if (!comp.empty() && comp != ".") {
+      out += '/';
+      out += comp;
+    }
+    i = j + 1;
+  }
+  return out.empty() ? std::string("/") : out;
+}
+
+Result<std::string> absolute_host_path(const std::string& what, const std::string& path) {
+  if (path.empty()) return fail(0, "{}: the host path is empty", what);
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec);
+  if (ec) return fail(ec.value(), "{} '{}'", what, path);
+  return abs.lexically_normal().string();
+}
+
+std::optional<int> cap_from_user_name(const std::string& name) {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.starts_with("cap_")) lower = "cap_" + lower;
+  cap_value_t v;
+  if (cap_from_name(lower.c_str(), &v) != 0) return std::nullopt;
+  return static_cast<int>(v);
+}
+
+std::string cap_display_name(int cap) {
+  // cap_to_name allocates; libcap wants the result back through cap_free.
+  char* name = cap_to_name(static_cast<cap_value_t>(cap));
+  if (name == nullptr) return std::to_string(cap);
+  std::string_view n(name);
+  if (n.starts_with("cap_")) n.remove_prefix(4);
+  std::string out;
+  for (char c : n) out += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  cap_free(name);
+  return out;
+}
+
+std::vector<std::string> all_cap_names() {
+  std::vector<std::string> out;
+  for (int c = 0; c <= CAP_LAST_CAP; ++c) out.push_back(cap_display_name(c));
+  return out;
+}
+
+bool rlimit_in_bytes(int r) {
+  return r == RLIMIT_AS || r == RLIMIT_CORE || r == RLIMIT_FSIZE || r == RLIMIT_DATA ||
+         r == RLIMIT_STACK || r == RLIMIT_MEMLOCK;
+}
+
+std::string rlimit_name(int resource) {
+  for (const char* n :
+       {"as", "core", "cpu", "data", "fsize", "memlock", "nofile", "nproc", "stack"})
+    if (rlimit_from_name(n) == resource) return n;
+  return std::to_string(resource);
+}
+
 bool valid_hostname(const std::string& h) {
   if (h.empty() || h.size() > 64) return false;
   return std::all_of(h.begin(), h.end(), [](char c) {
@@ -186,7 +219,11 @@ bool valid_hostname(const std::string& h) {
   });
 }
 
-}  // namespace
+std::vector<std::string> default_env() {
+  return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp"};
+}
+
+}  // namespace detail
 
 Result<std::uint64_t> parse_size(const std::string& text) {
   if (text.empty()) return fail(0, "empty size");
@@ -232,14 +269,27 @@ std::vector<Rlimit> default_rlimits() {
   return {{RLIMIT_CORE, 0, 0}, {RLIMIT_NPROC, 4096, 4096}};
 }
 
-Result<JailSpec> make_spec(const RunFlags& f) {
+JailSpec default_spec() {
   JailSpec spec;
-  if (f.command.empty())
-    return fail(0, "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...]");
-  spec.argv = f.command;
+  spec.env = detail::default_env();
+  spec.rlimits = default_rlimits();
+  return spec;
+}
+
+Result<JailSpec> make_spec(const RunFlags& f) { return apply_flags(default_spec(), f); }
+
+// Flags land on top of what the policy (or the defaults) gave: scalars replace, lists (mounts,
+// capabilities) append, env and rlimits override by name.
+Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
+  // A command on the command line replaces the policy's process.command.
+  if (!f.command.empty()) spec.argv = f.command;
+  if (spec.argv.empty())
+    return fail(0,
+                "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...] (or set "
+                "process.command in the policy)");
   if (f.user) TRY(parse_user(*f.user, spec));
   if (f.hostname) {
-    if (!valid_hostname(*f.hostname))
+    if (!detail::valid_hostname(*f.hostname))
       return fail(0, "--hostname '{}': use up to 64 letters, digits, '-' and '.'", *f.hostname);
     spec.hostname = *f.hostname;
   }
@@ -265,15 +315,13 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     int v = TRY(parse_cap(c));
     if (std::find(spec.caps.begin(), spec.caps.end(), v) == spec.caps.end()) spec.caps.push_back(v);
   }
-  // A sane minimal environment; --env entries override it by name.
-  spec.env = {std::string("PATH=") + kDefaultPath, "HOME=/tmp"};
+  // --env entries override the policy's environment (or the minimal default) by name.
   for (auto& e : f.env) {
     std::string kv = TRY(parse_env(e));
     std::string name = kv.substr(0, kv.find('='));
     std::erase_if(spec.env, [&](const std::string& s) { return s.starts_with(name + "="); });
     spec.env.push_back(kv);
   }
-  spec.rlimits = default_rlimits();
   for (auto& r : f.rlimits) {
     Rlimit lim = TRY(parse_rlimit(r));
     std::erase_if(spec.rlimits, [&](const Rlimit& x) { return x.resource == lim.resource; });
@@ -288,11 +336,10 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     spec.kill_grace = *f.kill_grace;
   }
   if (f.net) {
-    if (*f.net == "none")
-      spec.net = NetMode::kNone;
-    else if (*f.net == "loopback")
-      spec.net = NetMode::kLoopback;
-    else if (*f.net == "bridge")
+    if (*f.net == "none" || *f.net == "loopback") {
+      spec.net = *f.net == "none" ? NetMode::kNone : NetMode::kLoopback;
+      spec.network.bridge = false;
+    } else if (*f.net == "bridge")
       return fail(0,
                   "--net 'bridge': not supported yet (bridged networking comes with netjail); "
                   "use none or loopback");
@@ -305,9 +352,30 @@ Result<JailSpec> make_spec(const RunFlags& f) {
     if (!size) return fail(0, "--tmp-size '{}': use a size such as 64M or 1G", *f.tmp_size);
     spec.tmp_size = *size;
   }
-  if (f.seccomp && *f.seccomp != "default")
-    return fail(0, "--seccomp '{}': only the built-in 'default' profile exists so far", *f.seccomp);
+  if (f.seccomp) {
+    if (*f.seccomp != "default" && *f.seccomp != "strict")
+      return fail(0, "--seccomp '{}': use default or strict", *f.seccomp);
+    spec.seccomp.profile = *f.seccomp;
+  }
   return spec;
+}
+
+Result<void> check_enforceable(const JailSpec& spec) {
+  if (spec.network.bridge)
+    return fail(0,
+                "network mode 'bridge' is not supported yet (bridged networking comes with "
+                "netjail); use none or loopback (or run 'stockade check' to validate the policy "
+                "only)");
+  if (spec.cgroup.any())
+    return fail(0,
+                "cgroup limits are not supported yet: this build cannot enforce them; remove "
+                "them (or run 'stockade check' to validate the policy only)");
+  if (spec.network.any())
+    return fail(0,
+                "an egress policy (egress, hosts, dns, publish) is not supported yet: it needs "
+                "bridged networking; remove it (or run 'stockade check' to validate the policy "
+                "only)");
+  return {};
 }
 
 }  // namespace policy

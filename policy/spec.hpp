@@ -1,7 +1,7 @@
 // policy: everything a jail may do, as one validated, immutable value (JailSpec).
 //
-// The supervisor only ever sees a JailSpec. Flags (and, later, policy files) are turned into one
-// by make_spec(), which checks every field and reports errors people can act on.
+// The supervisor only ever sees a JailSpec. Policy files (load_policy) and flags (apply_flags) are
+// turned into one; every field is checked, and errors say what to do.
 #pragma once
 
 #include <sys/types.h>
@@ -38,6 +38,62 @@ struct IdRange {
   std::uint32_t count = 65536;
 };
 
+// Seccomp: a base profile plus rules on top of it (later rules win over earlier ones).
+enum class SeccompAction { kAllow, kErrno, kKill, kLog };
+
+struct SyscallArg {
+  enum class Op { kEq, kNe, kLt, kLe, kGt, kGe, kMaskedEq };
+  unsigned index = 0;  // 0..5
+  Op op = Op::kEq;
+  std::uint64_t value = 0;
+  std::uint64_t mask = 0;  // kMaskedEq: (arg & mask) == value
+};
+
+struct SyscallRule {
+  std::string syscall;  // a name libseccomp knows for this architecture
+  SeccompAction action = SeccompAction::kErrno;
+  int errno_value = 1;           // EPERM
+  std::vector<SyscallArg> args;  // all must hold
+};
+
+struct SeccompPolicy {
+  // "default": everything allowed but the escape and kernel-attack surface (EPERM, logged).
+  // "strict": an allowlist for compilers, interpreters and build tools; the rest EPERM, logged.
+  std::string profile = "default";
+  std::vector<SyscallRule> rules;
+};
+
+// cgroup limits (enforced once cgroups land; until then a jail asking for them is refused).
+struct CgroupLimits {
+  std::optional<std::uint64_t> memory_bytes;
+  std::optional<std::uint64_t> pids;
+  std::optional<std::uint64_t> cpu_ms_per_sec;
+  bool any() const { return memory_bytes || pids || cpu_ms_per_sec; }
+};
+
+// Egress allowlist (enforced once netjail lands).
+struct EgressRule {
+  std::string cidr;           // "203.0.113.0/24", "2001:db8::/32"
+  std::string proto = "any";  // tcp | udp | icmp | any
+  std::uint16_t port_first = 0, port_last = 65535;
+};
+
+struct PublishedPort {
+  std::uint16_t host_port = 0, jail_port = 0;
+  std::string proto = "tcp";
+};
+
+struct NetworkPolicy {
+  std::vector<EgressRule> egress;
+  std::vector<std::string> hosts;  // hostnames resolved when the jail starts
+  std::vector<std::string> dns;    // resolvers the jail may query
+  std::vector<PublishedPort> publish;
+  // network.mode = "bridge" in a policy: parsed and checked, refused by check_enforceable until
+  // netjail lands. (NetMode stays none|loopback so the supervisor never sees a mode it lacks.)
+  bool bridge = false;
+  bool any() const { return !egress.empty() || !hosts.empty() || !dns.empty() || !publish.empty(); }
+};
+
 struct JailSpec {
   std::vector<std::string> argv;
   // Environment of the workload, complete (PATH and HOME included), NAME=VALUE.
@@ -49,11 +105,13 @@ struct JailSpec {
   std::vector<Mount> mounts;          // user mounts, applied after the system ones, in order
   std::string cwd = "/";
   std::vector<int> caps;  // capability allowlist (cap_value_t)
-  std::string seccomp = "default";
+  SeccompPolicy seccomp;
   std::vector<Rlimit> rlimits;  // applied on top of the defaults
   double time_limit = 0;        // seconds, 0 = none
   double kill_grace = 5;        // seconds between a forwarded SIGTERM and SIGKILL
   NetMode net = NetMode::kLoopback;
+  NetworkPolicy network;
+  CgroupLimits cgroup;
   IdRange host_ids;
   std::uint64_t tmp_size = 256ull << 20;
 };
@@ -81,6 +139,28 @@ struct RunFlags {
 
 // Checks every flag and builds the spec. Errors name the flag and say what to do.
 common::Result<JailSpec> make_spec(const RunFlags& flags);
+
+// The spec with nothing asked for: the minimal environment and the default rlimits.
+JailSpec default_spec();
+
+// Command-line flags over a spec (a loaded policy, or default_spec()): scalars replace, mounts
+// and capabilities append, env and rlimits override by name, a command replaces the policy's.
+// make_spec(flags) is apply_flags(default_spec(), flags).
+common::Result<JailSpec> apply_flags(JailSpec base, const RunFlags& flags);
+
+// Loads a TOML policy file (see docs/policy.md), following its includes, and validates it.
+// Errors read "PATH:LINE:COLUMN: what is wrong; what to do", PATH as given (or, for an included
+// file, joined onto the including file's directory). The spec may have no command yet.
+common::Result<JailSpec> load_policy(const std::string& path);
+
+// The effective policy, complete (defaults included). to_toml's output loads back to the same
+// spec; to_json is for machines.
+std::string to_toml(const JailSpec& spec);
+std::string to_json(const JailSpec& spec);
+
+// Refuses what this build cannot enforce yet (cgroup limits, an egress policy), so nothing a
+// policy asks for is silently ignored.
+common::Result<void> check_enforceable(const JailSpec& spec);
 
 // Parses "64M", "1G", "4096" into bytes.
 common::Result<std::uint64_t> parse_size(const std::string& text);

@@ -325,7 +325,9 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   plan->seccomp = TRY(build_profile(spec.seccomp));
   // CAP_SYS_ADMIN lets a jail create every namespace but a user namespace, and clone3's flags
   // are out of the filter's sight: answer clone3 with ENOSYS for such jails.
-  if (std::find(spec.caps.begin(), spec.caps.end(), CAP_SYS_ADMIN) != spec.caps.end())
+  // The strict profile counts on it too: it allows clone3 for the guard to answer.
+  if (std::find(spec.caps.begin(), spec.caps.end(), CAP_SYS_ADMIN) != spec.caps.end() ||
+      spec.seccomp.profile == "strict")
     plan->clone3_guard = TRY(clone3_guard());
 
   plan->argv_store = spec.argv;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "policy/spec.hpp"
 
 namespace supervisor::detail {
 
@@ -16,12 +17,13 @@ namespace supervisor::detail {
 // and the other namespace kinds need capabilities the jail does not have.
 using SeccompProgram = std::vector<sock_filter>;
 
-// The programs for a profile. "default" (everything allowed except the escape and kernel-attack
-// surface, which fails with EPERM) comes precompiled from the build; see compile_profile.
-common::Result<SeccompProgram> build_profile(const std::string& name);
+// The program for a policy: its profile ("default": everything allowed but the escape and
+// kernel-attack surface, EPERM; "strict": an allowlist, the rest EPERM) with the policy's own
+// rules on top. The built-in profiles without extra rules come precompiled from the build.
+common::Result<SeccompProgram> build_profile(const policy::SeccompPolicy& policy);
 
-// Compiles a profile with libseccomp now (the build uses this to precompile "default").
-common::Result<SeccompProgram> compile_profile(const std::string& name);
+// Compiles with libseccomp now (the build uses this to precompile the built-in profiles).
+common::Result<SeccompProgram> compile_profile(const policy::SeccompPolicy& policy);
 
 // For jails granted CAP_SYS_ADMIN, which may create every namespace but a user namespace: a
 // program answering clone3 with ENOSYS (libc then falls back to clone, whose flags the profile
@@ -31,5 +33,8 @@ common::Result<SeccompProgram> compile_clone3_guard();
 
 // Syscall names the default profile denies outright (for docs and tests).
 const std::vector<const char*>& default_denied_syscalls();
+// Syscall names the strict profile allows outright (clone, unshare, ioctl, socket and
+// personality are allowed with argument checks besides).
+const std::vector<const char*>& strict_allowed_syscalls();
 
 }  // namespace supervisor::detail
