@@ -345,17 +345,19 @@ void drop_capabilities(const ChildPlan& plan) {
   for (cap_value_t c : plan.caps) check(plan, cap_set_ambient(c, CAP_SET) == 0, Step::kAmbient);
 }
 
-// async-signal-safe
-void load_seccomp(const ChildPlan& plan) {
-  check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
+// async-signal-safe. Loads the jail's seccomp programs into the calling task only: the
+// workload, just before execve. The jail's pid 1 stays outside them, so a policy that denies
+// what pid 1 itself needs (wait4, send, kill) cannot cost the supervisor the workload's status.
+// Returns false with errno set.
+bool load_seccomp(const ChildPlan& plan) {
   if (!plan.clone3_guard.empty()) {
     struct sock_fprog guard = {static_cast<unsigned short>(plan.clone3_guard.size()),
                                const_cast<sock_filter*>(plan.clone3_guard.data())};
-    check(plan, sys::seccomp_set_filter(0, &guard) == 0, Step::kSeccomp);
+    if (sys::seccomp_set_filter(0, &guard) != 0) return false;
   }
   struct sock_fprog prog = {static_cast<unsigned short>(plan.seccomp.size()),
                             const_cast<sock_filter*>(plan.seccomp.data())};
-  check(plan, sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_LOG, &prog) == 0, Step::kSeccomp);
+  return sys::seccomp_set_filter(SECCOMP_FILTER_FLAG_LOG, &prog) == 0;
 }
 
 volatile pid_t g_workload = 0;
@@ -368,6 +370,7 @@ void forward_signal(int sig) {
 struct SpawnContext {
   ChildPlan* plan;
   int err;
+  bool seccomp_failed;
 };
 
 alignas(64) char g_spawn_stack[64 * 1024];
@@ -385,6 +388,11 @@ int spawn_workload(void* arg) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // Its own session, no controlling terminal: TIOCSTI into the host's terminal needs one.
   (void)::setsid();
+  if (!load_seccomp(plan)) {
+    ctx->err = errno;
+    ctx->seccomp_failed = true;
+    ::_exit(125);
+  }
   const char* cmd = plan.argv[0];
   if (std::strchr(cmd, '/') != nullptr) {
     ::execve(cmd, plan.argv.data(), plan.envp.data());
@@ -419,7 +427,7 @@ int spawn_workload(void* arg) {
   fwd.sa_handler = forward_signal;
   for (int s : {SIGTERM, SIGINT, SIGHUP})
     check(plan, ::sigaction(s, &fwd, nullptr) == 0, Step::kSignals);
-  SpawnContext ctx{&plan, 0};
+  SpawnContext ctx{&plan, 0, false};
   pid_t pid = ::clone(spawn_workload, g_spawn_stack + sizeof g_spawn_stack,
                       CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
   check(plan, pid > 0, Step::kSpawn);
@@ -427,7 +435,8 @@ int spawn_workload(void* arg) {
   if (ctx.err != 0) {
     int st;
     (void)sys::waitpid(pid, &st, 0);
-    r.kind = ChildReport::kExecFailed;
+    r.kind = ctx.seccomp_failed ? ChildReport::kSetupFailed : ChildReport::kExecFailed;
+    r.step = static_cast<std::int32_t>(Step::kSeccomp);
     r.err = ctx.err;
     (void)::send(plan.sock, &r, sizeof r, MSG_NOSIGNAL);
     ::_exit(0);
@@ -492,7 +501,7 @@ void child_main(ChildPlan& plan) {
   }
   check(plan, ::chdir(plan.cwd.c_str()) == 0, Step::kChdir);
   drop_capabilities(plan);
-  load_seccomp(plan);
+  check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
 
   // The supervisor has written the registry entry: the workload may start.
   char x;

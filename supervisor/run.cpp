@@ -236,8 +236,9 @@ Result<Outcome> conclude(const detail::ChildPlan& plan, const policy::JailSpec& 
     out.note = fmt::format("time limit of {}s reached: the jail was killed", spec.time_limit);
     return out;
   }
-  if (w.init_exit.si_code == CLD_EXITED && w.init_exit.si_status == 125)
-    return fail(0, "the jail's setup ended before it reported");
+  if (w.init_exit.si_code == CLD_EXITED)
+    return fail(0, "the jail's pid 1 ended (status {}) without reporting the workload's status",
+                w.init_exit.si_status);
   out.exit_code =
       w.init_exit.si_code == CLD_EXITED ? w.init_exit.si_status : 128 + w.init_exit.si_status;
   out.note = fmt::format("the jail's init was killed by signal {}", w.init_exit.si_status);
