@@ -7,6 +7,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "cli/nsjail_flags.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
 #include "policy/spec.hpp"
@@ -41,22 +42,23 @@ struct MountOptions {
 
 void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& quiet) {
   run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
-  m.bind_opt =
-      run->add_option("--bind", m.bind, "SRC[:DST] read-write bind mount")->type_name("SRC[:DST]");
-  m.ro_bind_opt = run->add_option("--ro-bind", m.ro_bind, "SRC[:DST] read-only bind mount")
+  m.bind_opt = run->add_option("-B,--bind", m.bind, "SRC[:DST] read-write bind mount")
+                   ->type_name("SRC[:DST]");
+  m.ro_bind_opt = run->add_option("-R,--ro-bind", m.ro_bind, "SRC[:DST] read-only bind mount")
                       ->type_name("SRC[:DST]");
-  m.tmpfs_opt = run->add_option("--tmpfs", m.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
+  m.tmpfs_opt = run->add_option("-T,--tmpfs", m.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
                     ->type_name("DST[:SIZE]");
-  run->add_option("--chroot", f.chroot, "use DIR, read-only, as the jail's root")->type_name("DIR");
-  run->add_option("--cwd", f.cwd, "working directory inside the jail (default /)");
+  run->add_option("-c,--chroot", f.chroot, "use DIR, read-only, as the jail's root")
+      ->type_name("DIR");
+  run->add_option("-D,--cwd", f.cwd, "working directory inside the jail (default /)");
   run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
-  run->add_option("--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
+  run->add_option("-E,--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
       ->type_name("NAME[=VALUE]");
-  run->add_option("--hostname", f.hostname, "hostname inside the jail (default stockade)");
+  run->add_option("-H,--hostname", f.hostname, "hostname inside the jail (default stockade)");
   run->add_option("--rlimit", f.rlimits,
                   "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
       ->type_name("NAME=VALUE");
-  run->add_option("--time-limit", f.time_limit, "kill the whole jail after SECONDS")
+  run->add_option("-t,--time-limit", f.time_limit, "kill the whole jail after SECONDS")
       ->type_name("SECONDS");
   run->add_option("--kill-grace", f.kill_grace,
                   "after a forwarded SIGTERM, SIGKILL the jail after SECONDS (default 5)")
@@ -65,7 +67,8 @@ void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& 
   run->add_option("--host-ids", f.host_ids,
                   "START[:COUNT] host uids/gids leased to jails (default 1879048192:65536)");
   run->add_option("--tmp-size", f.tmp_size, "size of the jail's /tmp (default 256M)");
-  run->add_option("--seccomp", f.seccomp, "seccomp profile (default: default)");
+  run->add_option("--seccomp", f.seccomp,
+                  "default | strict | a Docker/OCI profile (FILE.json); default: default");
   run->add_flag("-q,--quiet", quiet, "print only errors");
   run->prefix_command();
   run->footer(
@@ -200,6 +203,8 @@ int main(int argc, char** argv) {
   auto* run =
       app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
   add_run_options(run, run_flags, mount_options, quiet);
+  cli::NsjailFlags nsjail;
+  cli::add_nsjail_flags(run, nsjail);
   std::string policy_file;
   run->add_option("--policy", policy_file,
                   "policy file (TOML, see docs/policy.md); flags override it")
@@ -249,6 +254,10 @@ int main(int argc, char** argv) {
     }
     rest.insert(rest.end(), command.begin(), command.end());
     mount_order(run, mount_options, run_flags);
+    if (!cli::apply_nsjail_flags(nsjail, run_flags)) {
+      for (auto& why : nsjail.refusals) log::error("run: {}", why);
+      return kExitUsage;
+    }
     return cmd_run(run_flags, rest, policy_file);
   }
   if (check->parsed()) return cmd_check(check_file, check_json);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <limits>
 
+#include "common/log.hpp"
 #include "policy/detail/parse.hpp"
 #include "policy/spec.hpp"
 
@@ -48,6 +49,17 @@ Result<Mount> parse_tmpfs(const std::string& arg) {
   if (colon != std::string::npos) m.size = TRY(parse_size(arg.substr(colon + 1)));
   if (m.dst == "/") return fail(0, "--tmpfs '/': the jail's root is already a tmpfs");
   return m;
+}
+
+// An OCI profile over spec's seccomp base, its entries evaluated against spec's final caps.
+// Warnings (skipped syscalls) are logged: the run goes on without those rules.
+Result<void> import_seccomp(const std::string& flag, const std::string& path, JailSpec& spec) {
+  std::vector<std::string> warnings;
+  SeccompPolicy imported = TRY_CTX(import_oci_seccomp(path, &warnings, spec.caps), "{}", flag);
+  for (const auto& w : warnings) common::log::warn("{}", w);
+  imported.rules = std::move(spec.seccomp.rules);
+  spec.seccomp = std::move(imported);
+  return {};
 }
 
 Result<int> parse_cap(const std::string& name) {
@@ -288,6 +300,9 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
                 "no command given; usage: stockade run [OPTIONS] -- CMD [ARGS...] (or set "
                 "process.command in the policy)");
   if (f.user) TRY(parse_user(*f.user, spec));
+  if (f.cgroup.memory_bytes) spec.cgroup.memory_bytes = f.cgroup.memory_bytes;
+  if (f.cgroup.pids) spec.cgroup.pids = f.cgroup.pids;
+  if (f.cgroup.cpu_ms_per_sec) spec.cgroup.cpu_ms_per_sec = f.cgroup.cpu_ms_per_sec;
   if (f.hostname) {
     if (!detail::valid_hostname(*f.hostname))
       return fail(0, "--hostname '{}': use up to 64 letters, digits, '-' and '.'", *f.hostname);
@@ -352,10 +367,18 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
     if (!size) return fail(0, "--tmp-size '{}': use a size such as 64M or 1G", *f.tmp_size);
     spec.tmp_size = *size;
   }
-  if (f.seccomp) {
+  if (f.seccomp && f.seccomp->ends_with(".json")) {
+    std::string path = TRY(absolute_host_path("--seccomp", *f.seccomp));
+    TRY(import_seccomp("--seccomp", path, spec));
+  } else if (f.seccomp) {
     if (*f.seccomp != "default" && *f.seccomp != "strict")
-      return fail(0, "--seccomp '{}': use default or strict", *f.seccomp);
+      return fail(0, "--seccomp '{}': use default, strict or the path of an OCI profile (.json)",
+                  *f.seccomp);
     spec.seccomp.profile = *f.seccomp;
+    spec.seccomp.base_rules.clear();
+  } else if (spec.seccomp.profile.starts_with("oci:") && !f.caps.empty()) {
+    // The policy's profile was imported against the policy's capabilities; --cap adds to them.
+    TRY(import_seccomp("--cap", spec.seccomp.profile.substr(4), spec));
   }
   return spec;
 }

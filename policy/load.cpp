@@ -4,9 +4,11 @@
 // changes what it names. Every value is checked where it is read, and every error carries the
 // file, line and column of the offending key or value. toml++ throws; nothing thrown leaves here.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <seccomp.h>
 #include <sys/capability.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
 
 #include <algorithm>
@@ -17,6 +19,9 @@
 #include <filesystem>
 #include <map>
 
+#include "common/fd.hpp"
+#include "common/log.hpp"
+#include "common/sys.hpp"
 #include "policy/detail/parse.hpp"
 #include "policy/spec.hpp"
 
@@ -27,6 +32,7 @@ using common::Error;
 using common::Result;
 
 constexpr int kMaxIncludeDepth = 8;
+constexpr std::size_t kMaxPolicyBytes = 1 << 20;  // hand-written policies are a few KiB
 
 // Where a key was set, for checks that can only run once every file has been applied.
 struct Located {
@@ -43,6 +49,7 @@ struct Draft {
   std::optional<Located> mode_set;
   std::optional<Located> first_network_rule;  // first egress/dns/hosts/publish entry
   std::vector<Located> cap_set;               // parallel to spec.caps
+  std::optional<Located> seccomp_import;      // seccomp.profile = "oci:PATH"
 };
 
 std::size_t edit_distance(std::string_view a, std::string_view b) {
@@ -164,6 +171,41 @@ const std::vector<UselessCap>& useless_caps() {
   return kCaps;
 }
 
+}  // namespace
+
+namespace detail {
+// Reads a policy file: a regular file of at most kMaxPolicyBytes, nothing else. An include may
+// name any path, and /dev/zero, /proc/kcore or a FIFO would never end (or block in open), while
+// opening a device can act on it (a tape rewinds, a watchdog arms). Hence the type check before
+// open, and again on the open file in case the path changed between the two.
+Result<std::string> read_policy_text(const std::string& path) {
+  std::error_code ec;  // a path that cannot be stat'ed fails in open, with its errno
+  auto status = std::filesystem::status(path, ec);
+  if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status))
+    return common::fail(0, "not a regular file");
+  common::UniqueFd fd(sys::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+  if (!fd) return common::fail(errno, "");
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return common::fail(errno, "");
+  if (!S_ISREG(st.st_mode)) return common::fail(0, "not a regular file");
+  std::string text;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = sys::read(fd.get(), buf, sizeof buf);
+    if (n < 0) return common::fail(errno, "");
+    if (n == 0) return text;
+    text.append(buf, static_cast<std::size_t>(n));
+    if (text.size() > kMaxPolicyBytes)
+      return common::fail(0, "larger than {} MiB, too large for a policy", kMaxPolicyBytes >> 20);
+  }
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::read_policy_text;
+
 class Loader {
  public:
   Result<JailSpec> load(const std::string& path) {
@@ -204,26 +246,19 @@ class Loader {
                    "includes nest more than {} levels deep ({} -> {}); flatten some of them",
                    kMaxIncludeDepth, join(chain_, " -> "), path);
     }
-    std::string text;
-    if (std::FILE* f = std::fopen(path.c_str(), "re")) {
-      char buf[8192];
-      std::size_t n;
-      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) text.append(buf, n);
-      bool bad = std::ferror(f) != 0;
-      std::fclose(f);
-      if (bad) return common::fail(EIO, "{}: cannot read the policy", path);
-    } else {
-      int e = errno;
+    auto text = read_policy_text(path);
+    if (!text) {
+      const Error& e = text.error();
       if (included_at != nullptr)
         return err(included_at->source(),
                    "cannot include '{}': {}; check the path (it is "
                    "relative to the including file)",
-                   path, std::strerror(e));
-      return common::fail(e, "{}: cannot read the policy", path);
+                   path, e.err != 0 ? std::strerror(e.err) : e.what);
+      return std::unexpected(common::context(e, "{}: cannot read the policy", path));
     }
     toml::table root;
     try {
-      root = toml::parse(text, path);
+      root = toml::parse(*text, path);
     } catch (const toml::parse_error& e) {
       const auto& b = e.source().begin;
       return common::fail(0, "{}:{}:{}: TOML syntax error: {}", path, b.line, b.column,
@@ -518,9 +553,20 @@ class Loader {
     TRY(check_keys(t, "[seccomp]", {"profile", "rule"}));
     if (auto* n = t.get("profile")) {
       std::string p = TRY(string(*n, "profile"));
-      if (p != "default" && p != "strict")
-        return err(n->source(), "seccomp profile '{}' unknown; use default or strict{}", p,
-                   suggest(p, {"default", "strict"}));
+      if (p.starts_with("oci:")) {
+        // Imported in finish(), once the capabilities its entries may depend on are final.
+        if (!p.starts_with("oci:/"))
+          return err(n->source(),
+                     "seccomp profile '{}': the path after 'oci:' must be absolute; it is not "
+                     "relative to the policy file",
+                     p);
+        d_.seccomp_import = Located{file_, n->source()};
+      } else if (p != "default" && p != "strict") {
+        return err(
+            n->source(),
+            "seccomp profile '{}' unknown; use default, strict or \"oci:/path/profile.json\"{}", p,
+            suggest(p, {"default", "strict"}));
+      }
       d_.spec.seccomp.profile = p;
     }
     if (auto* n = t.get("rule")) {
@@ -858,13 +904,21 @@ class Loader {
                          "them or use mode = \"bridge\"",
                          rule.file, rule.where.begin.line);
     }
+    if (s.seccomp.profile.starts_with("oci:")) TRY(import_seccomp(s));
     for (std::size_t i = 0; i < s.caps.size(); ++i) {
       for (const auto& u : useless_caps()) {
         if (u.cap != s.caps[i]) continue;
-        bool reallowed = std::any_of(s.seccomp.rules.begin(), s.seccomp.rules.end(), [&](auto& r) {
+        auto allows = [&](auto& r) {
           return (r.action == SeccompAction::kAllow || r.action == SeccompAction::kLog) &&
                  std::find(u.syscalls.begin(), u.syscalls.end(), r.syscall) != u.syscalls.end();
-        });
+        };
+        // An imported profile decides for itself what it denies.
+        bool reallowed =
+            std::any_of(s.seccomp.rules.begin(), s.seccomp.rules.end(), allows) ||
+            std::any_of(s.seccomp.base_rules.begin(), s.seccomp.base_rules.end(), allows) ||
+            (s.seccomp.profile.starts_with("oci:") &&
+             s.seccomp.default_action != SeccompAction::kErrno &&
+             s.seccomp.default_action != SeccompAction::kKill);
         if (!reallowed)
           return err_located(d_.cap_set[i],
                              "capability '{}' is useless here: {} by the seccomp profile; "
@@ -873,6 +927,18 @@ class Loader {
       }
     }
     return std::move(d_.spec);
+  }
+
+  // The final capabilities decide which of the profile's entries apply. Errors point at the
+  // profile key; warnings (skipped syscalls) are logged, as the load itself succeeds.
+  Result<void> import_seccomp(JailSpec& s) {
+    std::vector<std::string> warnings;
+    auto imported = import_oci_seccomp(s.seccomp.profile.substr(4), &warnings, s.caps);
+    if (!imported) return err_located(*d_.seccomp_import, "{}", imported.error().message());
+    for (const auto& w : warnings) common::log::warn("{}", w);
+    imported->rules = std::move(s.seccomp.rules);
+    s.seccomp = std::move(*imported);
+    return {};
   }
 };
 

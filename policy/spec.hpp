@@ -59,8 +59,15 @@ struct SyscallRule {
 struct SeccompPolicy {
   // "default": everything allowed but the escape and kernel-attack surface (EPERM, logged).
   // "strict": an allowlist for compilers, interpreters and build tools; the rest EPERM, logged.
+  // "oci:/abs/path.json": a Docker/OCI profile (import_oci_seccomp), its own base: no built-in
+  // rules, default_action for every syscall without a rule, then base_rules.
   std::string profile = "default";
   std::vector<SyscallRule> rules;
+  // Only for "oci:" profiles, filled in by import_oci_seccomp (so never written out by to_toml:
+  // loading "oci:PATH" imports again). `rules` replace them per syscall, as for built-in profiles.
+  SeccompAction default_action = SeccompAction::kAllow;
+  int default_errno = 1;  // EPERM, with default_action kErrno
+  std::vector<SyscallRule> base_rules;
 };
 
 // cgroup limits (enforced once cgroups land; until then a jail asking for them is refused).
@@ -135,6 +142,7 @@ struct RunFlags {
   std::optional<std::string> host_ids;  // START:COUNT
   std::optional<std::string> tmp_size;
   std::optional<std::string> seccomp;
+  CgroupLimits cgroup;  // nsjail's --cgroup_* flags (refused until cgroups are enforced)
 };
 
 // Checks every flag and builds the spec. Errors name the flag and say what to do.
@@ -152,6 +160,15 @@ common::Result<JailSpec> apply_flags(JailSpec base, const RunFlags& flags);
 // Errors read "PATH:LINE:COLUMN: what is wrong; what to do", PATH as given (or, for an included
 // file, joined onto the including file's directory). The spec may have no command yet.
 common::Result<JailSpec> load_policy(const std::string& path);
+
+// Imports a Docker/OCI runtime-spec seccomp profile (JSON; see docs/policy.md) as profile
+// "oci:PATH". Entries gated on capabilities (includes.caps / excludes.caps) are evaluated against
+// caps, the jail's capability allowlist; arches against this machine's, minKernel against the
+// running kernel. Syscalls unknown here are skipped with a line in warnings (if not null).
+// Errors read "PATH: JSON.PATH: what is wrong", e.g. "p.json: syscalls[3].action: ...".
+common::Result<SeccompPolicy> import_oci_seccomp(const std::string& path,
+                                                 std::vector<std::string>* warnings,
+                                                 const std::vector<int>& caps = {});
 
 // The effective policy, complete (defaults included). to_toml's output loads back to the same
 // spec; to_json is for machines.

@@ -325,9 +325,10 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   plan->seccomp = TRY(build_profile(spec.seccomp));
   // CAP_SYS_ADMIN lets a jail create every namespace but a user namespace, and clone3's flags
   // are out of the filter's sight: answer clone3 with ENOSYS for such jails.
-  // The strict profile counts on it too: it allows clone3 for the guard to answer.
+  // The strict profile counts on it too: it allows clone3 for the guard to answer. So does an
+  // imported profile that lets clone3 through (whatever it says about clone's flags).
   if (std::find(spec.caps.begin(), spec.caps.end(), CAP_SYS_ADMIN) != spec.caps.end() ||
-      spec.seccomp.profile == "strict")
+      spec.seccomp.profile == "strict" || imported_allows_clone3(spec.seccomp))
     plan->clone3_guard = TRY(clone3_guard());
 
   plan->argv_store = spec.argv;

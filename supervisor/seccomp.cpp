@@ -10,6 +10,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 
@@ -94,12 +95,12 @@ class RuleSet {
   std::set<std::string> overridden_;
 };
 
-std::uint32_t action_of(const policy::SyscallRule& r) {
-  switch (r.action) {
+std::uint32_t action_of(policy::SeccompAction action, int errno_value) {
+  switch (action) {
     case policy::SeccompAction::kAllow:
       return SCMP_ACT_ALLOW;
     case policy::SeccompAction::kErrno:
-      return SCMP_ACT_ERRNO(static_cast<std::uint16_t>(r.errno_value));
+      return SCMP_ACT_ERRNO(static_cast<std::uint16_t>(errno_value));
     case policy::SeccompAction::kKill:
       return SCMP_ACT_KILL_PROCESS;
     case policy::SeccompAction::kLog:
@@ -107,6 +108,8 @@ std::uint32_t action_of(const policy::SyscallRule& r) {
   }
   return SCMP_ACT_ERRNO(EPERM);
 }
+
+std::uint32_t action_of(const policy::SyscallRule& r) { return action_of(r.action, r.errno_value); }
 
 scmp_compare compare_of(policy::SyscallArg::Op op) {
   using Op = policy::SyscallArg::Op;
@@ -129,23 +132,44 @@ scmp_compare compare_of(policy::SyscallArg::Op op) {
   return SCMP_CMP_EQ;
 }
 
+std::vector<scmp_arg_cmp> compares_of(const policy::SyscallRule& r) {
+  std::vector<scmp_arg_cmp> args;
+  for (const auto& a : r.args) {
+    scmp_arg_cmp c{};
+    c.arg = a.index;
+    c.op = compare_of(a.op);
+    // For masked_eq libseccomp takes the mask first and the value second.
+    bool masked = a.op == policy::SyscallArg::Op::kMaskedEq;
+    c.datum_a = masked ? a.mask : a.value;
+    c.datum_b = masked ? a.value : 0;
+    args.push_back(c);
+  }
+  return args;
+}
+
 Result<void> add_policy_rules(RuleSet& rules, const policy::SeccompPolicy& policy) {
   for (const auto& r : policy.rules) {
     // Unlike the built-in lists, a policy naming a syscall this architecture lacks is a mistake.
     if (seccomp_syscall_resolve_name(r.syscall.c_str()) == __NR_SCMP_ERROR)
       return fail(EINVAL, "seccomp rule: unknown syscall '{}'", r.syscall);
-    std::vector<scmp_arg_cmp> args;
-    for (const auto& a : r.args) {
-      scmp_arg_cmp c{};
-      c.arg = a.index;
-      c.op = compare_of(a.op);
-      // For masked_eq libseccomp takes the mask first and the value second.
-      bool masked = a.op == policy::SyscallArg::Op::kMaskedEq;
-      c.datum_a = masked ? a.mask : a.value;
-      c.datum_b = masked ? a.value : 0;
-      args.push_back(c);
-    }
+    auto args = compares_of(r);
     TRY(rules.add_array(action_of(r), r.syscall, args.data(), args.size()));
+  }
+  return {};
+}
+
+// An imported (OCI) profile's own rules, but for syscalls the policy has rules for.
+Result<void> add_imported_rules(RuleSet& rules, const policy::SeccompPolicy& policy,
+                                std::uint32_t default_action) {
+  std::set<std::string> overridden;
+  for (const auto& r : policy.rules) overridden.insert(r.syscall);
+  for (const auto& r : policy.base_rules) {
+    // libseccomp refuses a rule with the default action even with arguments (EACCES); runc
+    // skips those too, so a profile means the same under both.
+    if (overridden.count(r.syscall) || action_of(r) == default_action) continue;
+    auto args = compares_of(r);
+    TRY_CTX(rules.add_array(action_of(r), r.syscall, args.data(), args.size()), "{}",
+            policy.profile);
   }
   return {};
 }
@@ -507,6 +531,29 @@ const std::vector<const char*>& default_denied_syscalls() {
   return kDenied;
 }
 
+bool imported_allows_clone3(const policy::SeccompPolicy& policy) {
+  if (!policy.profile.starts_with("oci:")) return false;
+  // The policy's rules for clone3, if any, replace the profile's (as compile_profile does).
+  auto about_clone3 = [](const std::vector<policy::SyscallRule>& rules) {
+    std::vector<const policy::SyscallRule*> out;
+    for (const auto& r : rules)
+      if (r.syscall == "clone3") out.push_back(&r);
+    return out;
+  };
+  auto found = about_clone3(policy.rules);
+  if (found.empty()) found = about_clone3(policy.base_rules);
+  auto lets_through = [](policy::SeccompAction a) {
+    return a == policy::SeccompAction::kAllow || a == policy::SeccompAction::kLog;
+  };
+  // Any clone3 let through counts, by a rule or by the default past conditional rules: its
+  // flags are out of the filter's sight.
+  bool all_conditional = std::all_of(found.begin(), found.end(),
+                                     [](const policy::SyscallRule* r) { return !r->args.empty(); });
+  return std::any_of(found.begin(), found.end(),
+                     [&](const policy::SyscallRule* r) { return lets_through(r->action); }) ||
+         (all_conditional && lets_through(policy.default_action));
+}
+
 Result<SeccompProgram> compile_clone3_guard() {
   Ctx ctx = TRY(new_ctx(SCMP_ACT_ALLOW));
   RuleSet rules(ctx.get(), SCMP_ACT_ALLOW, {});
@@ -516,12 +563,18 @@ Result<SeccompProgram> compile_clone3_guard() {
 
 Result<SeccompProgram> compile_profile(const policy::SeccompPolicy& policy) {
   bool strict = policy.profile == "strict";
-  if (!strict && policy.profile != "default")
-    return fail(EINVAL, "unknown seccomp profile '{}' (use default or strict)", policy.profile);
-  const std::uint32_t default_action = strict ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_ALLOW;
+  bool imported = policy.profile.starts_with("oci:");
+  if (!strict && !imported && policy.profile != "default")
+    return fail(EINVAL, "unknown seccomp profile '{}' (use default, strict or oci:PATH)",
+                policy.profile);
+  const std::uint32_t default_action = imported
+                                           ? action_of(policy.default_action, policy.default_errno)
+                                           : (strict ? SCMP_ACT_ERRNO(EPERM) : SCMP_ACT_ALLOW);
   Ctx ctx = TRY(new_ctx(default_action));
   RuleSet rules(ctx.get(), default_action, policy);
-  if (strict)
+  if (imported)
+    TRY(add_imported_rules(rules, policy, default_action));
+  else if (strict)
     TRY(add_strict_allowances(rules));
   else
     TRY(add_default_denials(rules));

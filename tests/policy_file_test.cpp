@@ -2,6 +2,7 @@
 // policy printers, flags over a policy, and the check / run --policy commands.
 #include <sys/capability.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
@@ -217,6 +218,35 @@ TEST_CASE("a missing policy file is named with the reason", "[policy]") {
   REQUIRE_FALSE(spec);
   CHECK(spec.error().message() ==
         "/nonexistent/stockade.toml: cannot read the policy: No such file or directory");
+}
+
+// Found by fuzzing (fuzz/policy_fuzz.cpp): include = ["/dev/zero"] read until memory ran out, and a
+// FIFO blocked the loader in open().
+TEST_CASE("only regular policy files of at most 1 MiB are read, so none can block or never end",
+          "[policy]") {
+  test::TempDir dir;
+  const std::string fifo = dir.path() + "/fifo.toml";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const std::string big = dir.path() + "/big.toml";
+  std::ofstream(big) << std::string((1 << 20) + 1, '#');
+  for (const std::string& target : {fifo, std::string("/dev/zero"), dir.path(), big}) {
+    INFO(target);
+    auto direct = policy::load_policy(target);
+    REQUIRE_FALSE(direct);
+    CHECK_THAT(direct.error().message(), Catch::StartsWith(target + ": cannot read the policy: "));
+    const std::string including = dir.path() + "/including.toml";
+    std::ofstream(including) << "include = [\"" << target << "\"]\n";
+    auto included = policy::load_policy(including);
+    REQUIRE_FALSE(included);
+    CHECK_THAT(included.error().message(),
+               Catch::StartsWith(including + ":1:12: cannot include '" + target + "': "));
+  }
+  CHECK(policy::load_policy(fifo).error().message() ==
+        fifo + ": cannot read the policy: not a regular file");
+  CHECK(policy::load_policy(big).error().message() ==
+        big + ": cannot read the policy: larger than 1 MiB, too large for a policy");
+  std::ofstream(big, std::ios::trunc) << std::string(1 << 20, '#');
+  CHECK(policy::load_policy(big));
 }
 
 TEST_CASE("stockade check prints the effective policy, or the error with exit 2", "[policy]") {

@@ -44,4 +44,8 @@ bool valid_hostname(const std::string& h);
 // PATH and HOME, as every jail starts with.
 std::vector<std::string> default_env();
 
+// A policy or profile file's text: a regular file of at most 1 MiB, nothing else (not a FIFO,
+// a device or /proc/kcore). Errors carry the errno or the reason, not the path.
+common::Result<std::string> read_policy_text(const std::string& path);
+
 }  // namespace policy::detail

@@ -31,6 +31,10 @@ common::Result<SeccompProgram> compile_profile(const policy::SeccompPolicy& poli
 common::Result<SeccompProgram> clone3_guard();
 common::Result<SeccompProgram> compile_clone3_guard();
 
+// Whether an imported ("oci:") profile lets some clone3 call through, which then needs the clone3
+// guard: the profile may check clone's namespace flags, and clone3 would route around that.
+bool imported_allows_clone3(const policy::SeccompPolicy& policy);
+
 // Syscall names the default profile denies outright (for docs and tests).
 const std::vector<const char*>& default_denied_syscalls();
 // Syscall names the strict profile allows outright (clone, unshare, ioctl, socket and

@@ -1,0 +1,79 @@
+// The command line: nsjail's flags mean what they mean there, or are refused with the reason.
+#include <sys/stat.h>
+
+#include <catch2/catch.hpp>
+
+#include "tests/support.hpp"
+
+TEST_CASE("nsjail flags that would weaken a jail are refused with the reason, before any setup",
+          "[cli]") {
+  struct Case {
+    std::vector<std::string> args;
+    const char* says;
+  };
+  for (const Case& c :
+       {Case{{"--keep_caps"}, "--keep_caps: stockade never hands a jail all"},
+        Case{{"-N"}, "host's network namespace is never shared"},
+        Case{{"--disable_clone_newuser"}, "always has its own user namespace"},
+        Case{{"--disable_proc"}, "always gets its own /proc"},
+        Case{{"-e"}, "the environment is cleared"}, Case{{"-Ml"}, "one command in one jail"},
+        Case{{"-u", "1000:2000"}, "stockade leases the host id"},
+        Case{{"--seccomp_policy", "x.kafel"}, "kafel policies are not read"}}) {
+    std::vector<std::string> args{"run"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    args.insert(args.end(), {"--", "/bin/true"});
+    auto r = test::stockade(args);
+    INFO(c.args[0] << ": " << r.err);
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, Catch::Contains(c.says));
+  }
+}
+
+TEST_CASE("nsjail's cgroup flags are refused as not supported yet, never silently ignored",
+          "[cli]") {
+  auto r = test::stockade({"run", "--cgroup_mem_max", "1000000", "--", "/bin/true"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("not supported yet"));
+}
+
+TEST_CASE("an nsjail one-liner runs with the same meaning", "[cli][root]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir dir;
+  // The jail's host uid is not the directory's owner: it must be able to enter it.
+  REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);
+  {
+    FILE* f = std::fopen((dir.path() + "/in").c_str(), "w");
+    REQUIRE(f);
+    std::fputs("bound\n", f);
+    std::fclose(f);
+  }
+  auto r = test::stockade({"run",
+                           "-Mo",
+                           "-R",
+                           dir.path() + ":/data",
+                           "-T",
+                           "/scratch",
+                           "-E",
+                           "GREETING=hi",
+                           "-H",
+                           "nsj",
+                           "-u",
+                           "1000",
+                           "-g",
+                           "1000",
+                           "-t",
+                           "30",
+                           "--rlimit_as",
+                           "512",
+                           "--rlimit_nofile",
+                           "64",
+                           "-q",
+                           "--",
+                           "/bin/sh",
+                           "-c",
+                           "id -u; id -g; hostname; cat /data/in; echo $GREETING; ulimit -n; "
+                           "ulimit -v; touch /scratch/x && echo tmpfs"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out == "1000\n1000\nnsj\nbound\nhi\n64\n524288\ntmpfs\n");
+}
