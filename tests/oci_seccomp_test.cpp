@@ -24,12 +24,15 @@
 #include "supervisor/detail/plan.hpp"
 #include "supervisor/detail/seccomp.hpp"
 #include "support.hpp"
+#include "tests/support.hpp"
 
 namespace fs = std::filesystem;
 using policy::SeccompAction;
 using policy::SyscallArg;
 
 namespace {
+
+using test::errno_of;
 
 const std::string kDir = std::string(POLICIES_DIR) + "/oci";
 const std::string kMoby = kDir + "/moby_like.json";
@@ -70,34 +73,10 @@ int errno_under(const policy::SeccompPolicy& policy, Fn fn) {
   REQUIRE(prog);
   auto guard = supervisor::detail::clone3_guard();
   REQUIRE(guard);
-  bool with_guard = supervisor::detail::imported_allows_clone3(policy);
-  int pipefd[2];
-  REQUIRE(::pipe(pipefd) == 0);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    struct sock_fprog p = {static_cast<unsigned short>(prog->size()), prog->data()};
-    struct sock_fprog g = {static_cast<unsigned short>(guard->size()), guard->data()};
-    int err = 0;
-    if (with_guard && sys::seccomp_set_filter(0, &g) != 0)
-      err = -1;
-    else if (sys::seccomp_set_filter(0, &p) != 0)
-      err = -1;
-    else
-      err = fn();
-    (void)!::write(pipefd[1], &err, sizeof err);
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  int err = -2;
-  (void)!::read(pipefd[0], &err, sizeof err);
-  ::close(pipefd[0]);
-  int st;
-  ::waitpid(pid, &st, 0);
-  return err;
+  if (supervisor::detail::imported_allows_clone3(policy))
+    return test::errno_under_programs({*guard, *prog}, fn);
+  return test::errno_under_programs({*prog}, fn);
 }
-
-int errno_of(long rc) { return rc < 0 ? errno : 0; }
 
 // A raw clone with these flags; a child that gets through exits at once.
 int clone_errno(unsigned long flags) {

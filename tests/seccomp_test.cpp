@@ -15,11 +15,14 @@
 #include <cstring>
 
 #include "common/sys.hpp"
+#include "tests/support.hpp"
 
 using supervisor::detail::build_profile;
 using supervisor::detail::compile_profile;
 
 namespace {
+
+using test::errno_of;
 
 bool same(const std::vector<sock_filter>& a, const std::vector<sock_filter>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof a[0]) == 0;
@@ -39,38 +42,14 @@ int errno_under(const policy::SeccompPolicy& policy, Fn fn) {
   REQUIRE(progs);
   auto guard = supervisor::detail::clone3_guard();
   REQUIRE(guard);
-  int pipefd[2];
-  REQUIRE(::pipe(pipefd) == 0);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    struct sock_fprog prog = {static_cast<unsigned short>(progs->size()), progs->data()};
-    struct sock_fprog g = {static_cast<unsigned short>(guard->size()), guard->data()};
-    int err = 0;
-    if (policy.profile == "strict" && sys::seccomp_set_filter(0, &g) != 0)
-      err = -1;
-    else if (sys::seccomp_set_filter(0, &prog) != 0)
-      err = -1;
-    else
-      err = fn();
-    (void)!::write(pipefd[1], &err, sizeof err);
-    ::_exit(0);
-  }
-  ::close(pipefd[1]);
-  int err = -2;
-  (void)!::read(pipefd[0], &err, sizeof err);
-  ::close(pipefd[0]);
-  int st;
-  ::waitpid(pid, &st, 0);
-  return err;
+  if (policy.profile == "strict") return test::errno_under_programs({*guard, *progs}, fn);
+  return test::errno_under_programs({*progs}, fn);
 }
 
 template <class Fn>
 int errno_under_profile(Fn fn) {
   return errno_under(profile("default"), fn);
 }
-
-int errno_of(long rc) { return rc < 0 ? errno : 0; }
 
 }  // namespace
 

@@ -3,10 +3,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -216,6 +219,32 @@ int Process::wait(double timeout_s) {
 
 std::string Process::out() const { return out_fd_ >= 0 ? read_all(out_fd_) : ""; }
 std::string Process::err() const { return err_fd_ >= 0 ? read_all(err_fd_) : ""; }
+
+int errno_under_programs(const std::vector<std::vector<sock_filter>>& programs,
+                         const std::function<int()>& fn) {
+  int pipefd[2];
+  if (::pipe(pipefd) != 0) return -2;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    int err = 0;
+    for (const auto& p : programs) {
+      struct sock_fprog prog = {static_cast<unsigned short>(p.size()),
+                                const_cast<sock_filter*>(p.data())};
+      if (::syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) != 0) err = -1;
+    }
+    if (err == 0) err = fn();
+    (void)!::write(pipefd[1], &err, sizeof err);
+    ::_exit(0);
+  }
+  ::close(pipefd[1]);
+  int err = -2;
+  (void)!::read(pipefd[0], &err, sizeof err);
+  ::close(pipefd[0]);
+  int st;
+  ::waitpid(pid, &st, 0);
+  return err;
+}
 
 std::string unique_name(const std::string& prefix) {
   static std::atomic<int> counter{0};

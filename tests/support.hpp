@@ -1,10 +1,13 @@
 // Test helpers: run the real stockade binary and the attack programs inside jails.
 #pragma once
 
+#include <linux/filter.h>
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
@@ -103,6 +106,14 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Runs fn in a forked child with no_new_privs and the seccomp programs loaded in order (as a jail
+// loads them); returns fn's result (an errno, or 0), or -1 if a program failed to load.
+int errno_under_programs(const std::vector<std::vector<sock_filter>>& programs,
+                         const std::function<int()>& fn);
+
+// errno if rc < 0, else 0.
+inline int errno_of(long rc) { return rc < 0 ? errno : 0; }
 
 // A test-unique name: prefix plus the pid and a counter.
 std::string unique_name(const std::string& prefix);
