@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -206,6 +207,89 @@ namespace {
 
 using detail::read_policy_text;
 
+// toml++ 3.3.0 (Debian bookworm) reaches __builtin_unreachable() when it checks some non-ASCII
+// characters (U+00A1..U+0499, U+2C3E..U+3037, ...) for Unicode whitespace, which it does where
+// it expects whitespace between tokens and after a line-ending backslash in a """ string. That
+// is undefined behaviour on input a tenant may write, so such input never reaches the parser.
+// Valid TOML has non-ASCII characters only inside strings and comments, so the only valid files
+// refused are those with one right after a line-ending backslash.
+Result<void> refuse_non_ascii_between_tokens(std::string_view text, const std::string& path) {
+  enum class In { kCode, kComment, kBasic, kLiteral, kMultiBasic, kMultiLiteral } in = In::kCode;
+  int line = 1, col = 0;
+  auto refuse = [&](const char* where) -> Result<void> {
+    return common::fail(0,
+                        "{}:{}:{}: a non-ASCII character {}; TOML allows them only inside strings "
+                        "and comments",
+                        path, line, col, where);
+  };
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
+    if (c == '\n') {
+      ++line;
+      col = 0;
+    } else if ((c & 0xC0) != 0x80) {
+      ++col;  // count characters, not UTF-8 continuation bytes
+    }
+    auto next_is = [&](std::string_view s) { return text.substr(i, s.size()) == s; };
+    switch (in) {
+      case In::kCode:
+        if (c >= 0x80) return refuse("outside a string or comment");
+        if (c == '#')
+          in = In::kComment;
+        else if (next_is("\"\"\""))
+          in = In::kMultiBasic, i += 2, col += 2;
+        else if (next_is("'''"))
+          in = In::kMultiLiteral, i += 2, col += 2;
+        else if (c == '"')
+          in = In::kBasic;
+        else if (c == '\'')
+          in = In::kLiteral;
+        break;
+      case In::kComment:
+        if (c == '\n') in = In::kCode;
+        break;
+      case In::kBasic:
+        if (c == '\\')
+          ++i;  // an escape: the next byte is part of it
+        else if (c == '"' || c == '\n')
+          in = In::kCode;
+        break;
+      case In::kLiteral:
+        if (c == '\'' || c == '\n') in = In::kCode;
+        break;
+      case In::kMultiBasic:
+        if (c == '\\') {
+          size_t j = i + 1;
+          while (j < text.size() && (text[j] == ' ' || text[j] == '\t' || text[j] == '\r')) ++j;
+          if (j < text.size() && text[j] == '\n') {
+            // A line-ending backslash: the parser skips the whitespace that follows.
+            while (j < text.size() && std::isspace(static_cast<unsigned char>(text[j]))) {
+              if (text[j] == '\n')
+                ++line, col = 0;
+              else
+                ++col;
+              ++j;
+            }
+            i = j - 1;
+            if (j < text.size() && static_cast<unsigned char>(text[j]) >= 0x80) {
+              ++col;  // the character itself
+              return refuse("right after a line-ending backslash");
+            }
+          } else {
+            ++i;  // an escape
+          }
+        } else if (next_is("\"\"\"")) {
+          in = In::kCode, i += 2, col += 2;
+        }
+        break;
+      case In::kMultiLiteral:
+        if (next_is("'''")) in = In::kCode, i += 2, col += 2;
+        break;
+    }
+  }
+  return {};
+}
+
 class Loader {
  public:
   Result<JailSpec> load(const std::string& path) {
@@ -258,6 +342,7 @@ class Loader {
     }
     toml::table root;
     try {
+      TRY(refuse_non_ascii_between_tokens(*text, path));
       root = toml::parse(*text, path);
     } catch (const toml::parse_error& e) {
       const auto& b = e.source().begin;
