@@ -106,6 +106,7 @@ int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
     log::error("{}", spec.error().message());
     return kExitUsage;
   }
+  for (const auto& w : spec->seccomp.import_warnings) log::warn("{}", w);
   if (auto ok = policy::check_enforceable(*spec); !ok) {
     log::error("{}", ok.error().message());
     return kExitUsage;
@@ -131,6 +132,7 @@ int cmd_check(const std::string& file, bool json) {
     log::error("{}", spec.error().message());
     return kExitUsage;
   }
+  for (const auto& w : spec->seccomp.import_warnings) log::warn("{}", w);
   fmt::print("{}", json ? policy::to_json(*spec) : policy::to_toml(*spec));
   return 0;
 }

@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <limits>
 
-#include "common/log.hpp"
 #include "policy/detail/parse.hpp"
 #include "policy/spec.hpp"
 
@@ -52,11 +51,11 @@ Result<Mount> parse_tmpfs(const std::string& arg) {
 }
 
 // An OCI profile over spec's seccomp base, its entries evaluated against spec's final caps.
-// Warnings (skipped syscalls) are logged: the run goes on without those rules.
+// Warnings (skipped syscalls) travel in the profile: the run goes on without those rules.
 Result<void> import_seccomp(const std::string& flag, const std::string& path, JailSpec& spec) {
   std::vector<std::string> warnings;
   SeccompPolicy imported = TRY_CTX(import_oci_seccomp(path, &warnings, spec.caps), "{}", flag);
-  for (const auto& w : warnings) common::log::warn("{}", w);
+  imported.import_warnings = std::move(warnings);  // a re-import's replace the load's
   imported.rules = std::move(spec.seccomp.rules);
   spec.seccomp = std::move(imported);
   return {};

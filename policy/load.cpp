@@ -21,7 +21,6 @@
 #include <map>
 
 #include "common/fd.hpp"
-#include "common/log.hpp"
 #include "common/sys.hpp"
 #include "policy/detail/parse.hpp"
 #include "policy/spec.hpp"
@@ -1015,12 +1014,12 @@ class Loader {
   }
 
   // The final capabilities decide which of the profile's entries apply. Errors point at the
-  // profile key; warnings (skipped syscalls) are logged, as the load itself succeeds.
+  // profile key; warnings (skipped syscalls) travel in the profile, as the load succeeds.
   Result<void> import_seccomp(JailSpec& s) {
     std::vector<std::string> warnings;
     auto imported = import_oci_seccomp(s.seccomp.profile.substr(4), &warnings, s.caps);
     if (!imported) return err_located(*d_.seccomp_import, "{}", imported.error().message());
-    for (const auto& w : warnings) common::log::warn("{}", w);
+    imported->import_warnings = std::move(warnings);
     imported->rules = std::move(s.seccomp.rules);
     s.seccomp = std::move(*imported);
     return {};

@@ -68,6 +68,9 @@ struct SeccompPolicy {
   SeccompAction default_action = SeccompAction::kAllow;
   int default_errno = 1;  // EPERM, with default_action kErrno
   std::vector<SyscallRule> base_rules;
+  // What an import skipped (syscalls unknown here), for the command line to tell the operator:
+  // the policy module returns it rather than logging. Replaced with the profile on re-import.
+  std::vector<std::string> import_warnings;
 };
 
 // cgroup limits (enforced once cgroups land; until then a jail asking for them is refused).

@@ -77,3 +77,14 @@ TEST_CASE("an nsjail one-liner runs with the same meaning", "[cli][root]") {
   REQUIRE(r.exit_code == 0);
   CHECK(r.out == "1000\n1000\nnsj\nbound\nhi\n64\n524288\ntmpfs\n");
 }
+
+TEST_CASE("what an imported seccomp profile skipped is told to the operator, and the jail runs",
+          "[cli][root]") {
+  SKIP_UNLESS_ROOT();
+  auto r =
+      test::stockade({"run", "-q", "--seccomp",
+                      std::string(POLICIES_DIR) + "/oci/unknown_syscall.json", "--", "/bin/true"});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err,
+             Catch::Contains("syscall 'no_such_syscall_xyz' is not known on x86_64, skipped"));
+}
