@@ -10,6 +10,7 @@
 #include "cli/nsjail_flags.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
+#include "netjail/netjail.hpp"
 #include "policy/spec.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -63,7 +64,25 @@ void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& 
   run->add_option("--kill-grace", f.kill_grace,
                   "after a forwarded SIGTERM, SIGKILL the jail after SECONDS (default 5)")
       ->type_name("SECONDS");
-  run->add_option("--net", f.net, "none | loopback (default loopback)");
+  run->add_option("--net", f.net,
+                  "none | loopback | bridge (default loopback; bridge: a veth on a shared bridge, "
+                  "NAT out, egress policy on the host side; needs root)");
+  run->add_option("--bridge", f.bridge, "bridge NAME for --net bridge (default stockade0)")
+      ->type_name("NAME");
+  run->add_option("--subnet", f.subnets,
+                  "the bridge's IPv4 or IPv6 network (default 10.231.0.0/16, "
+                  "fd5e:a7c0:de00::/64)")
+      ->type_name("CIDR");
+  run->add_option("--egress", f.egress,
+                  "allow CIDR[,tcp|udp|icmp|any[,PORT[-PORT]]] out, e.g. 203.0.113.0/24,tcp,443")
+      ->type_name("RULE");
+  run->add_option("--dns", f.dns, "a resolver the jail may query (goes into its resolv.conf)")
+      ->type_name("IP");
+  run->add_option("--allow-host", f.allow_hosts,
+                  "allow NAME, resolved when the jail starts (pinned in its /etc/hosts)")
+      ->type_name("NAME");
+  run->add_option("-p,--publish", f.publish, "HOST_PORT:JAIL_PORT[/tcp|udp] published port")
+      ->type_name("PORTS");
   run->add_option("--host-ids", f.host_ids,
                   "START[:COUNT] host uids/gids leased to jails (default 1879048192:65536)");
   run->add_option("--tmp-size", f.tmp_size, "size of the jail's /tmp (default 256M)");
@@ -91,6 +110,20 @@ void mount_order(const CLI::App* run, const MountOptions& m, policy::RunFlags& f
   }
 }
 
+// NAT out needs forwarding on the host's uplink; stockade turns it on only on its own bridge.
+void warn_if_not_forwarding() {
+  char c = '1';
+  int fd = ::open("/proc/sys/net/ipv4/ip_forward", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    if (::read(fd, &c, 1) != 1) c = '1';
+    ::close(fd);
+  }
+  if (c == '0')
+    log::debug(
+        "net.ipv4.ip_forward is 0: the jail reaches the host's other networks only through "
+        "interfaces with forwarding on; stockade leaves host-wide sysctls alone");
+}
+
 int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
             const std::string& policy_file) {
   f.command = rest;
@@ -115,6 +148,7 @@ int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
     log::info(
         "running without root: the jail maps to your own uid (no host uid lease) and only "
         "--net none|loopback is available");
+  if (spec->net == policy::NetMode::kBridge) warn_if_not_forwarding();
   auto outcome = supervisor::run(*spec);
   if (!outcome) {
     log::error("{}", outcome.error().message());
@@ -184,7 +218,29 @@ int cmd_inspect(const std::string& id) {
   }
   auto j = nlohmann::json::parse(registry::to_json(*rec));
   j["state"] = registry::supervisor_alive(*rec) ? "running" : "stale";
+  if (rec->net == "bridge") {
+    if (auto c = netjail::counters(rec->id)) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (auto& x : *c)
+        arr.push_back({{"rule", x.rule}, {"packets", x.packets}, {"bytes", x.bytes}});
+      j["network"]["egress_counters"] = arr;
+    }
+  }
   fmt::print("{}\n", j.dump(2));
+  return 0;
+}
+
+int cmd_gc(bool dry_run, bool bridges, const std::string& only_bridge) {
+  netjail::GcOptions opts;
+  opts.dry_run = dry_run;
+  opts.bridges = bridges || !only_bridge.empty();
+  opts.only_bridge = only_bridge;
+  auto removed = netjail::gc(opts);
+  if (!removed) {
+    log::error("gc: {}", removed.error().message());
+    return 1;
+  }
+  for (auto& line : *removed) fmt::print("{}{}\n", dry_run ? "would remove " : "removed ", line);
   return 0;
 }
 
@@ -222,6 +278,15 @@ int main(int argc, char** argv) {
   bool ps_json = false;
   auto* ps = app.add_subcommand("ps", "list running jails");
   ps->add_flag("--json", ps_json, "machine-readable output");
+
+  bool gc_dry_run = false, gc_bridges = false;
+  std::string gc_bridge;
+  auto* gc = app.add_subcommand("gc", "remove what crashed jails left behind");
+  gc->add_flag("-n,--dry-run", gc_dry_run, "only print what would be removed");
+  gc->add_flag("--bridges", gc_bridges,
+               "also remove stockade bridges no jail uses (recreated on demand)");
+  gc->add_option("--bridge", gc_bridge, "only this bridge (and remove it if no jail uses it)")
+      ->type_name("NAME");
 
   std::string inspect_id;
   auto* inspect = app.add_subcommand("inspect", "show a running jail's registry entry (JSON)");
@@ -265,5 +330,6 @@ int main(int argc, char** argv) {
   if (check->parsed()) return cmd_check(check_file, check_json);
   if (ps->parsed()) return cmd_ps(ps_json);
   if (inspect->parsed()) return cmd_inspect(inspect_id);
+  if (gc->parsed()) return cmd_gc(gc_dry_run, gc_bridges, gc_bridge);
   return kExitUsage;
 }

@@ -25,20 +25,27 @@ bool valid_id(const std::string& id) {
 }
 
 json to_j(const JailRecord& r) {
-  return json{{"id", r.id},
-              {"supervisor_pid", r.supervisor_pid},
-              {"init_pid", r.init_pid},
-              {"host_uid", r.host_uid},
-              {"host_gid", r.host_gid},
-              {"uid", r.uid},
-              {"gid", r.gid},
-              {"rootless", r.rootless},
-              {"namespaces", r.namespaces},
-              {"started_unix_ms", r.started_unix_ms},
-              {"command", r.command},
-              {"hostname", r.hostname},
-              {"net", r.net},
-              {"policy_digest", r.policy_digest}};
+  json j{{"id", r.id},
+         {"supervisor_pid", r.supervisor_pid},
+         {"init_pid", r.init_pid},
+         {"host_uid", r.host_uid},
+         {"host_gid", r.host_gid},
+         {"uid", r.uid},
+         {"gid", r.gid},
+         {"rootless", r.rootless},
+         {"namespaces", r.namespaces},
+         {"started_unix_ms", r.started_unix_ms},
+         {"command", r.command},
+         {"hostname", r.hostname},
+         {"net", r.net},
+         {"policy_digest", r.policy_digest}};
+  if (r.net == "bridge")
+    j["network"] = {{"bridge", r.bridge},
+                    {"veth", r.veth},
+                    {"ipv4", r.ipv4},
+                    {"ipv6", r.ipv6},
+                    {"mark", r.mark}};
+  return j;
 }
 
 JailRecord from_j(const json& j) {
@@ -56,6 +63,13 @@ JailRecord from_j(const json& j) {
   r.command = j.value("command", std::vector<std::string>{});
   r.hostname = j.value("hostname", "");
   r.net = j.value("net", "");
+  if (auto n = j.find("network"); n != j.end() && n->is_object()) {
+    r.bridge = n->value("bridge", "");
+    r.veth = n->value("veth", "");
+    r.ipv4 = n->value("ipv4", "");
+    r.ipv6 = n->value("ipv6", "");
+    r.mark = n->value("mark", 0u);
+  }
   r.policy_digest = j.value("policy_digest", "");
   return r;
 }

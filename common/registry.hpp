@@ -27,6 +27,9 @@ struct JailRecord {
   std::vector<std::string> command;
   std::string hostname;
   std::string net;
+  // net = "bridge": the bridge, the host end of the jail's veth, its addresses and packet mark.
+  std::string bridge, veth, ipv4, ipv6;
+  std::uint32_t mark = 0;
   std::string policy_digest;
 };
 

@@ -86,7 +86,7 @@ std::string errno_name(int e) {
 }
 
 const char* mode_name(const JailSpec& s) {
-  if (s.network.bridge) return "bridge";
+  if (s.net == NetMode::kBridge) return "bridge";
   return s.net == NetMode::kNone ? "none" : "loopback";
 }
 
@@ -171,6 +171,9 @@ std::string to_toml(const JailSpec& s) {
 
   const NetworkPolicy& n = s.network;
   o += fmt::format("\n[network]\nmode = \"{}\"\n", mode_name(s));
+  if (s.net == NetMode::kBridge)
+    o += fmt::format("bridge = {}\nsubnet4 = {}\nsubnet6 = {}\n", quote(n.bridge), quote(n.subnet4),
+                     quote(n.subnet6));
   if (!n.dns.empty()) o += fmt::format("dns = {}\n", quote_all(n.dns));
   if (!n.hosts.empty()) o += fmt::format("hosts = {}\n", quote_all(n.hosts));
   for (const auto& r : n.egress) {
@@ -244,6 +247,9 @@ std::string to_json(const JailSpec& s) {
   for (const auto& p : s.network.publish)
     publish.push_back({{"host_port", p.host_port}, {"jail_port", p.jail_port}, {"proto", p.proto}});
   j["network"] = {{"mode", mode_name(s)},
+                  {"bridge", s.network.bridge},
+                  {"subnet4", s.network.subnet4},
+                  {"subnet6", s.network.subnet6},
                   {"dns", s.network.dns},
                   {"hosts", s.network.hosts},
                   {"egress", egress},

@@ -1,4 +1,5 @@
 // make_spec: command-line values -> a validated JailSpec.
+#include <arpa/inet.h>
 #include <sys/capability.h>
 #include <sys/resource.h>
 
@@ -230,6 +231,25 @@ bool valid_hostname(const std::string& h) {
   });
 }
 
+std::optional<std::string> bad_bridge_name(const std::string& name) {
+  if (name.empty() || name.size() > 15) return "must be 1 to 15 characters (an interface name)";
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+      return "may hold only letters, digits, '-', '_' and '.'";
+  if (name.starts_with("stk")) return "starts with 'stk', which names jail ports; choose another";
+  return std::nullopt;
+}
+
+std::optional<std::string> bad_subnet(const std::string& cidr, bool v6) {
+  bool is6 = cidr.find(':') != std::string::npos;
+  if (is6 != v6) return v6 ? "is not an IPv6 network" : "is not an IPv4 network";
+  auto prefix = parse_number<int>(cidr.substr(cidr.find('/') + 1));
+  if (!prefix) return "needs a prefix length, e.g. /16";
+  if (!v6 && (*prefix < 8 || *prefix > 29)) return "must have a prefix from /8 to /29";
+  if (v6 && (*prefix < 48 || *prefix > 120)) return "must have a prefix from /48 to /120";
+  return std::nullopt;
+}
+
 std::vector<std::string> default_env() {
   return {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/tmp"};
 }
@@ -291,6 +311,115 @@ Result<JailSpec> make_spec(const RunFlags& f) { return apply_flags(default_spec(
 
 // Flags land on top of what the policy (or the defaults) gave: scalars replace, lists (mounts,
 // capabilities) append, env and rlimits override by name.
+// A CIDR ("10.0.0.0/8", "2001:db8::/32", or a bare address) checked the way policy files are.
+Result<std::string> parse_cidr_flag(const std::string& flag, const std::string& text) {
+  std::string cidr = text;
+  if (cidr.find('/') == std::string::npos)
+    cidr += cidr.find(':') != std::string::npos ? "/128" : "/32";
+  auto slash = cidr.find('/');
+  std::string addr = cidr.substr(0, slash);
+  unsigned char buf[16] = {};
+  int family = addr.find(':') != std::string::npos ? AF_INET6 : AF_INET;
+  unsigned max = family == AF_INET6 ? 128 : 32;
+  auto prefix = parse_number<unsigned>(cidr.substr(slash + 1));
+  if (inet_pton(family, addr.c_str(), buf) != 1 || !prefix || *prefix > max)
+    return fail(0, "{} '{}': not an address or network; use e.g. 203.0.113.0/24 or 2001:db8::/32",
+                flag, text);
+  for (unsigned bit = *prefix; bit < max; ++bit)
+    if (buf[bit / 8] & (0x80 >> (bit % 8)))
+      return fail(0, "{} '{}': host bits set after the /{} prefix", flag, text, *prefix);
+  return cidr;
+}
+
+// --egress CIDR[,PROTO[,PORTS]]: "203.0.113.0/24,tcp,443", "2001:db8::/32,udp,8000-8100".
+Result<EgressRule> parse_egress(const std::string& text) {
+  std::vector<std::string> parts;
+  std::size_t i = 0;
+  for (std::size_t j; (j = text.find(',', i)) != std::string::npos; i = j + 1)
+    parts.push_back(text.substr(i, j - i));
+  parts.push_back(text.substr(i));
+  if (parts.size() > 3)
+    return fail(0, "--egress '{}': use CIDR[,PROTO[,PORTS]], e.g. 203.0.113.0/24,tcp,443", text);
+  EgressRule r;
+  r.cidr = TRY(parse_cidr_flag("--egress", parts[0]));
+  if (parts.size() > 1) {
+    r.proto = parts[1];
+    if (r.proto != "tcp" && r.proto != "udp" && r.proto != "icmp" && r.proto != "any")
+      return fail(0, "--egress '{}': protocol '{}' unknown; use tcp, udp, icmp or any", text,
+                  r.proto);
+  }
+  if (parts.size() > 2) {
+    if (r.proto == "icmp") return fail(0, "--egress '{}': icmp has no ports", text);
+    auto dash = parts[2].find('-');
+    auto first = parse_number<std::uint16_t>(parts[2].substr(0, dash));
+    auto last =
+        dash == std::string::npos ? first : parse_number<std::uint16_t>(parts[2].substr(dash + 1));
+    if (!first || !last || *first == 0 || *first > *last)
+      return fail(0, "--egress '{}': ports '{}' is not a port or range (443, 8000-8100)", text,
+                  parts[2]);
+    r.port_first = *first;
+    r.port_last = *last;
+  }
+  return r;
+}
+
+// --publish HOST_PORT:JAIL_PORT[/tcp|udp].
+Result<PublishedPort> parse_publish(const std::string& text) {
+  PublishedPort p;
+  std::string ports = text;
+  if (auto slash = text.find('/'); slash != std::string::npos) {
+    p.proto = text.substr(slash + 1);
+    ports = text.substr(0, slash);
+    if (p.proto != "tcp" && p.proto != "udp")
+      return fail(0, "--publish '{}': protocol '{}' unknown; use tcp or udp", text, p.proto);
+  }
+  auto colon = ports.find(':');
+  auto host = parse_number<std::uint16_t>(ports.substr(0, colon));
+  auto jail =
+      colon == std::string::npos ? host : parse_number<std::uint16_t>(ports.substr(colon + 1));
+  if (!host || !jail || *host == 0 || *jail == 0)
+    return fail(0, "--publish '{}': use HOST_PORT:JAIL_PORT[/tcp|udp], e.g. 8080:80", text);
+  p.host_port = *host;
+  p.jail_port = *jail;
+  return p;
+}
+
+Result<void> apply_network_flags(JailSpec& spec, const RunFlags& f) {
+  if (f.bridge) {
+    if (auto why = detail::bad_bridge_name(*f.bridge))
+      return fail(0, "--bridge '{}' {}", *f.bridge, *why);
+    spec.network.bridge = *f.bridge;
+    spec.net = NetMode::kBridge;
+  }
+  for (auto& c : f.subnets) {
+    bool six = c.find(':') != std::string::npos;
+    std::string cidr = TRY(parse_cidr_flag("--subnet", c));
+    if (auto why = detail::bad_subnet(cidr, six)) return fail(0, "--subnet '{}' {}", c, *why);
+    (six ? spec.network.subnet6 : spec.network.subnet4) = cidr;
+  }
+  for (auto& e : f.egress) spec.network.egress.push_back(TRY(parse_egress(e)));
+  for (auto& p : f.publish) {
+    PublishedPort port = TRY(parse_publish(p));
+    for (const auto& q : spec.network.publish)
+      if (q.host_port == port.host_port && q.proto == port.proto)
+        return fail(0, "--publish '{}': host port {}/{} is published twice", p, port.host_port,
+                    port.proto);
+    spec.network.publish.push_back(port);
+  }
+  for (auto& d : f.dns) {
+    unsigned char buf[16];
+    if (inet_pton(AF_INET, d.c_str(), buf) != 1 && inet_pton(AF_INET6, d.c_str(), buf) != 1)
+      return fail(0, "--dns '{}': not an IP address", d);
+    spec.network.dns.push_back(d);
+  }
+  for (auto& h : f.allow_hosts) {
+    if (h.empty() || h.size() > 253 || !detail::valid_hostname(h.substr(0, 64)))
+      return fail(0, "--allow-host '{}': not a host name", h);
+    spec.network.hosts.push_back(h);
+  }
+  return {};
+}
+
 Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
   // A command on the command line replaces the policy's process.command.
   if (!f.command.empty()) spec.argv = f.command;
@@ -350,16 +479,20 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
     spec.kill_grace = *f.kill_grace;
   }
   if (f.net) {
-    if (*f.net == "none" || *f.net == "loopback") {
-      spec.net = *f.net == "none" ? NetMode::kNone : NetMode::kLoopback;
-      spec.network.bridge = false;
-    } else if (*f.net == "bridge")
-      return fail(0,
-                  "--net 'bridge': not supported yet (bridged networking comes with netjail); "
-                  "use none or loopback");
+    if (*f.net == "none")
+      spec.net = NetMode::kNone;
+    else if (*f.net == "loopback")
+      spec.net = NetMode::kLoopback;
+    else if (*f.net == "bridge")
+      spec.net = NetMode::kBridge;
     else
-      return fail(0, "--net '{}': use none or loopback", *f.net);
+      return fail(0, "--net '{}': use none, loopback or bridge", *f.net);
   }
+  TRY(apply_network_flags(spec, f));
+  if (spec.net != NetMode::kBridge && spec.network.any())
+    return fail(0,
+                "egress, dns, hosts and published ports need a bridged network: add --net "
+                "bridge (or mode = \"bridge\" in the policy)");
   if (f.host_ids) spec.host_ids = TRY(parse_id_range(*f.host_ids));
   if (f.tmp_size) {
     auto size = parse_size(*f.tmp_size);
@@ -383,20 +516,14 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
 }
 
 Result<void> check_enforceable(const JailSpec& spec) {
-  if (spec.network.bridge)
-    return fail(0,
-                "network mode 'bridge' is not supported yet (bridged networking comes with "
-                "netjail); use none or loopback (or run 'stockade check' to validate the policy "
-                "only)");
   if (spec.cgroup.any())
     return fail(0,
                 "cgroup limits are not supported yet: this build cannot enforce them; remove "
                 "them (or run 'stockade check' to validate the policy only)");
-  if (spec.network.any())
+  if (spec.network.any() && spec.net != NetMode::kBridge)
     return fail(0,
-                "an egress policy (egress, hosts, dns, publish) is not supported yet: it needs "
-                "bridged networking; remove it (or run 'stockade check' to validate the policy "
-                "only)");
+                "egress, dns, hosts and published ports need network mode \"bridge\": a "
+                "loopback-only jail has no route out; set it or remove them");
   return {};
 }
 

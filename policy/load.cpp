@@ -799,8 +799,24 @@ class Loader {
   }
 
   Result<void> apply_network(const toml::table& t) {
-    TRY(check_keys(t, "[network]", {"mode", "dns", "hosts", "egress", "publish"}));
+    TRY(check_keys(t, "[network]",
+                   {"mode", "bridge", "subnet4", "subnet6", "dns", "hosts", "egress", "publish"}));
     NetworkPolicy& net = d_.spec.network;
+    if (auto* n = t.get("bridge")) {
+      net.bridge = TRY(string(*n, "bridge"));
+      if (auto why = detail::bad_bridge_name(net.bridge))
+        return err(n->source(), "bridge '{}' {}", net.bridge, *why);
+    }
+    for (const char* key : {"subnet4", "subnet6"}) {
+      auto* n = t.get(key);
+      if (n == nullptr) continue;
+      std::string v = TRY(string(*n, key));
+      TRY(check_cidr(*n, v));
+      bool six = key[6] == '6';
+      if (auto why = detail::bad_subnet(v, six))
+        return err(n->source(), "{} '{}' {}", key, v, *why);
+      (six ? net.subnet6 : net.subnet4) = v;
+    }
     if (auto* n = t.get("mode")) {
       std::string m = TRY(string(*n, "mode"));
       if (m != "none" && m != "loopback" && m != "bridge")
@@ -978,8 +994,9 @@ class Loader {
                      [&](const std::string& a, const std::string& b) { return rank(a) < rank(b); });
     std::stable_sort(s.rlimits.begin(), s.rlimits.end(),
                      [](const Rlimit& a, const Rlimit& b) { return a.resource < b.resource; });
-    s.net = d_.mode == "none" ? NetMode::kNone : NetMode::kLoopback;
-    s.network.bridge = d_.mode == "bridge";
+    s.net = d_.mode == "none"     ? NetMode::kNone
+            : d_.mode == "bridge" ? NetMode::kBridge
+                                  : NetMode::kLoopback;
     if (d_.mode == "none" && s.network.any() && d_.mode_set) {
       const Located& rule = *d_.first_network_rule;
       return err_located(*d_.mode_set,

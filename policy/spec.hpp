@@ -15,7 +15,7 @@
 
 namespace policy {
 
-enum class NetMode { kNone, kLoopback };
+enum class NetMode { kNone, kLoopback, kBridge };
 
 struct Mount {
   enum class Kind { kBind, kTmpfs };
@@ -81,7 +81,7 @@ struct CgroupLimits {
   bool any() const { return memory_bytes || pids || cpu_ms_per_sec; }
 };
 
-// Egress allowlist (enforced once netjail lands).
+// Egress allowlist, enforced on the host side of the jail's veth (netjail/).
 struct EgressRule {
   std::string cidr;           // "203.0.113.0/24", "2001:db8::/32"
   std::string proto = "any";  // tcp | udp | icmp | any
@@ -98,9 +98,11 @@ struct NetworkPolicy {
   std::vector<std::string> hosts;  // hostnames resolved when the jail starts
   std::vector<std::string> dns;    // resolvers the jail may query
   std::vector<PublishedPort> publish;
-  // network.mode = "bridge" in a policy: parsed and checked, refused by check_enforceable until
-  // netjail lands. (NetMode stays none|loopback so the supervisor never sees a mode it lacks.)
-  bool bridge = false;
+  // net = kBridge: the shared bridge the jail's veth joins (created on demand) and the networks
+  // its addresses come from. Jails on one bridge must agree on its networks.
+  std::string bridge = "stockade0";
+  std::string subnet4 = "10.231.0.0/16";
+  std::string subnet6 = "fd5e:a7c0:de00::/64";
   bool any() const { return !egress.empty() || !hosts.empty() || !dns.empty() || !publish.empty(); }
 };
 
@@ -145,6 +147,12 @@ struct RunFlags {
   std::optional<std::string> host_ids;  // START:COUNT
   std::optional<std::string> tmp_size;
   std::optional<std::string> seccomp;
+  std::optional<std::string> bridge;  // --bridge NAME (implies --net bridge)
+  std::vector<std::string> subnets;   // --subnet CIDR: the bridge's v4 and/or v6 network
+  std::vector<std::string> publish;   // HOST:JAIL[/tcp|udp]
+  std::vector<std::string> egress;    // CIDR[,PROTO[,PORTS]]
+  std::vector<std::string> dns;       // resolver addresses
+  std::vector<std::string> allow_hosts;
   CgroupLimits cgroup;  // nsjail's --cgroup_* flags (refused until cgroups are enforced)
 };
 

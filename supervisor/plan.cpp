@@ -143,15 +143,23 @@ Result<void> add_system_mounts(std::vector<MountOp>& out) {
   return {};
 }
 
-Result<void> add_etc(const std::string& skeleton, std::vector<MountOp>& out) {
-  if (!skeleton.empty()) {
+Result<void> add_etc(const std::string& skeleton, const EtcFiles& generated,
+                     std::vector<MountOp>& out) {
+  if (!skeleton.empty() && generated.empty()) {
     out.push_back(bind_op(skeleton + "/etc", "etc", true, kRoAttr, "/etc"));
     out.back().fresh = true;
     return {};
   }
   out.push_back(simple_op(MountOp::Kind::kMkdir, "etc"));
   out.back().fresh = true;
-  for (const char* e : skeleton_etc_entries()) TRY(add_etc_entry(e, out));
+  auto is_generated = [&](const std::string& name) {
+    return std::any_of(generated.begin(), generated.end(),
+                       [&](const auto& g) { return g.first == name; });
+  };
+  for (const char* e : skeleton_etc_entries())
+    if (!is_generated(e)) TRY(add_etc_entry(e, out));
+  for (const auto& [name, text] : generated)
+    out.push_back(simple_op(MountOp::Kind::kFile, "etc/" + name, text));
   return {};
 }
 
@@ -281,7 +289,8 @@ Result<std::string> resolve_trusted_path(const std::string& path) {
   return resolved.empty() ? std::string("/") : resolved;
 }
 
-Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool rootless) {
+Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool rootless,
+                                             const EtcFiles& etc_files) {
   auto plan = std::make_unique<ChildPlan>();
   plan->rootless = rootless;
   plan->uid = spec.uid;
@@ -305,7 +314,8 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
       inside_skeleton = inside_skeleton || m.dst == d || m.dst.starts_with(std::string(d) + "/");
   if (!rootless && !inside_skeleton && !spec.chroot)
     skeleton = TRY(ensure_skeleton(default_skeleton_base()));
-  if (!spec.chroot) TRY(add_etc(skeleton, plan->mounts));
+  // A chroot keeps its own /etc: the generated files are not written into a prepared rootfs.
+  if (!spec.chroot) TRY(add_etc(skeleton, etc_files, plan->mounts));
   add_proc(plan->mounts);
   plan->dev_null_index = add_dev(skeleton, plan->mounts);
   plan->mounts.push_back(
@@ -316,7 +326,7 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   TRY(add_user_mounts(spec, plan->mounts));
 
   plan->hostname = spec.hostname;
-  plan->loopback_up = spec.net == policy::NetMode::kLoopback;
+  plan->loopback_up = spec.net != policy::NetMode::kNone;
   plan->rlimits = spec.rlimits;
   plan->cwd = spec.cwd;
   for (int c : spec.caps) plan->caps.push_back(static_cast<cap_value_t>(c));

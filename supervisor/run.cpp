@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "common/registry.hpp"
 #include "common/sys.hpp"
+#include "netjail/netjail.hpp"
 #include "supervisor/detail/lease.hpp"
 #include "supervisor/detail/plan.hpp"
 #include "supervisor/supervisor.hpp"
@@ -252,7 +253,11 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // the normal path and every guard below still runs.
   SignalBlock signals;
   const bool rootless = ::geteuid() != 0;
-  auto plan = TRY(detail::make_plan(spec, rootless));
+  const bool bridged = spec.net == policy::NetMode::kBridge;
+  if (bridged && rootless)
+    return fail(EPERM,
+                "network mode 'bridge' needs root (a veth, a bridge and nftables rules on the "
+                "host); without root use --net loopback or none");
 
   std::optional<detail::IdLease> lease;
   uid_t host_uid = ::getuid();
@@ -261,6 +266,16 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     lease.emplace(TRY(detail::lease_host_id(spec.host_ids, detail::default_lease_dir())));
     host_uid = host_gid = lease->id();
   }
+  const std::string id = new_jail_id();
+  // Declared before the child: torn down after the jail is dead.
+  std::optional<netjail::Jail> net;
+  detail::EtcFiles etc_files;
+  if (bridged) {
+    // The jail's packet mark is its host uid: unique among running jails, like the lease.
+    net.emplace(TRY_CTX(netjail::reserve(spec, id, host_uid), "network"));
+    etc_files = {{"hosts", net->files().hosts}, {"resolv.conf", net->files().resolv_conf}};
+  }
+  auto plan = TRY(detail::make_plan(spec, rootless, etc_files));
   const std::string reg_dir = common::registry::default_dir();
   if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
 
@@ -285,10 +300,17 @@ Result<Outcome> run(const policy::JailSpec& spec) {
 
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
+  // The network is built while the child builds its root; the workload waits for 'X'.
+  if (net) {
+    std::string ns = fmt::format("/proc/{}/ns/net", pid);
+    // pid is our unreaped child, so it names the jail's netns, not a recycled process.
+    UniqueFd netns{sys::open(ns.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (!netns) return fail(errno, "network: open '{}'", ns);
+    TRY_CTX(net->attach(netns.get()), "network");
+  }
 
   // The registry entry exists before the workload starts (the child waits for 'X').
   std::optional<common::registry::Entry> entry;
-  std::string id = new_jail_id();
   if (!reg_dir.empty()) {
     common::registry::JailRecord rec;
     rec.id = id;
@@ -305,7 +327,16 @@ Result<Outcome> run(const policy::JailSpec& spec) {
                               .count();
     rec.command = spec.argv;
     rec.hostname = spec.hostname;
-    rec.net = spec.net == policy::NetMode::kNone ? "none" : "loopback";
+    rec.net = spec.net == policy::NetMode::kNone     ? "none"
+              : spec.net == policy::NetMode::kBridge ? "bridge"
+                                                     : "loopback";
+    if (net) {
+      rec.bridge = net->bridge();
+      rec.veth = net->veth();
+      rec.ipv4 = net->ipv4();
+      rec.ipv6 = net->ipv6();
+      rec.mark = net->mark();
+    }
     TRY_CTX(common::registry::write(reg_dir, rec), "registry");
     entry.emplace(reg_dir, id);
   }

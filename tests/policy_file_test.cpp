@@ -65,6 +65,8 @@ void require_same(const policy::JailSpec& a, const policy::JailSpec& b) {
   CHECK(a.kill_grace == b.kill_grace);
   CHECK(a.net == b.net);
   CHECK(a.network.bridge == b.network.bridge);
+  CHECK(a.network.subnet4 == b.network.subnet4);
+  CHECK(a.network.subnet6 == b.network.subnet6);
 }
 
 }  // namespace
@@ -152,18 +154,22 @@ TEST_CASE("a policy using every section loads with the values it names", "[polic
   CHECK(spec->network.publish.at(1).proto == "udp");
   CHECK(spec->network.dns.size() == 2);
   CHECK(spec->net == policy::NetMode::kLoopback);
-  CHECK_FALSE(spec->network.bridge);
-  // Parsed and printed, but not enforceable by this build.
-  CHECK_FALSE(policy::check_enforceable(*spec));
+  // Egress rules on a loopback-only jail have nowhere to go: refused when enforcing.
+  auto loopback = *spec;
+  loopback.cgroup = {};
+  auto ok = policy::check_enforceable(loopback);
+  REQUIRE_FALSE(ok);
+  CHECK_THAT(ok.error().what, Catch::Contains("need network mode \"bridge\""));
 }
 
-TEST_CASE("network mode bridge parses, and is refused only when enforcing", "[policy]") {
+TEST_CASE("network mode bridge parses with its bridge and networks, and is enforceable",
+          "[policy]") {
   auto spec = policy::load_policy(kPolicies + "/good/bridge.toml");
   REQUIRE(spec);
-  CHECK(spec->network.bridge);
-  auto ok = policy::check_enforceable(*spec);
-  REQUIRE_FALSE(ok);
-  CHECK_THAT(ok.error().what, Catch::Contains("not supported yet"));
+  CHECK(spec->net == policy::NetMode::kBridge);
+  CHECK(spec->network.bridge == "stockade0");
+  CHECK(spec->network.subnet4 == "10.231.0.0/16");
+  CHECK(policy::check_enforceable(*spec));
 }
 
 TEST_CASE("to_toml output loads back to the same spec", "[policy]") {
@@ -270,8 +276,8 @@ TEST_CASE("stockade check prints the effective policy, or the error with exit 2"
 TEST_CASE("a rejected policy changes nothing on the host", "[policy]") {
   auto jails = test::registry_entries();
   auto leases = test::lease_entries();
-  for (const char* name : {"bad/mount_src_missing.toml", "bad/network_none_egress.toml",
-                           "good/bridge.toml", "good/everything.toml"}) {
+  for (const char* name :
+       {"bad/mount_src_missing.toml", "bad/network_none_egress.toml", "good/everything.toml"}) {
     INFO(name);
     auto r = test::stockade({"run", "--policy", kPolicies + "/" + name, "--", "true"});
     CHECK(r.exit_code == 2);

@@ -113,13 +113,60 @@ TEST_CASE("--env sets, overrides and passes variables, and names a missing one",
   CHECK_FALSE(make_spec(f));
 }
 
-TEST_CASE("network modes other than none and loopback are refused for now", "[policy]") {
+TEST_CASE("--net takes none, loopback and bridge, and never the host's network", "[policy]") {
   auto f = flags_for({"/bin/true"});
   f.net = "none";
   CHECK(make_spec(f)->net == policy::NetMode::kNone);
   f.net = "bridge";
-  CHECK_THAT(make_spec(f).error().what, Catch::Contains("not supported yet"));
+  CHECK(make_spec(f)->net == policy::NetMode::kBridge);
   f.net = "host";
+  CHECK_FALSE(make_spec(f));
+}
+
+TEST_CASE("network flags are checked and need a bridged jail", "[policy]") {
+  auto f = flags_for({"/bin/true"});
+  f.egress = {"203.0.113.0/24,tcp,443"};
+  CHECK_THAT(make_spec(f).error().what, Catch::Contains("--net bridge"));
+  f.net = "bridge";
+  auto spec = make_spec(f);
+  REQUIRE(spec);
+  REQUIRE(spec->network.egress.size() == 1);
+  CHECK(spec->network.egress[0].proto == "tcp");
+  CHECK(spec->network.egress[0].port_first == 443);
+  f.egress = {"2001:db8::/32,udp,8000-8100"};
+  spec = make_spec(f);
+  REQUIRE(spec);
+  CHECK(spec->network.egress[0].port_last == 8100);
+  for (const char* bad :
+       {"203.0.113.1/24", "203.0.113.0/33", "10.0.0.0/8,sctp", "10.0.0.0/8,icmp,1",
+        "10.0.0.0/8,tcp,0", "10.0.0.0/8,tcp,9-3", "nonsense"}) {
+    f.egress = {bad};
+    INFO(bad);
+    CHECK_FALSE(make_spec(f));
+  }
+  f.egress.clear();
+  f.publish = {"8080:80", "5353:53/udp"};
+  spec = make_spec(f);
+  REQUIRE(spec);
+  CHECK(spec->network.publish[1].proto == "udp");
+  f.publish = {"8080:80", "8080:81"};
+  CHECK_THAT(make_spec(f).error().what, Catch::Contains("published twice"));
+  f.publish = {"0:80"};
+  CHECK_FALSE(make_spec(f));
+  f.publish.clear();
+  f.bridge = "stk0";
+  CHECK_THAT(make_spec(f).error().what, Catch::Contains("names jail ports"));
+  f.bridge = "a-bridge-name-too-long";
+  CHECK_FALSE(make_spec(f));
+  f.bridge = "br-test";
+  f.subnets = {"10.9.0.0/30"};
+  CHECK_THAT(make_spec(f).error().what, Catch::Contains("/8 to /29"));
+  f.subnets = {"10.9.0.0/24", "fd00:9::/64"};
+  spec = make_spec(f);
+  REQUIRE(spec);
+  CHECK(spec->network.subnet4 == "10.9.0.0/24");
+  CHECK(spec->network.subnet6 == "fd00:9::/64");
+  f.dns = {"not-an-ip"};
   CHECK_FALSE(make_spec(f));
 }
 

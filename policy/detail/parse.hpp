@@ -41,6 +41,12 @@ std::string rlimit_name(int resource);
 
 bool valid_hostname(const std::string& h);
 
+// Why a bridge name cannot be used (length, characters, the "stk" prefix of jail ports), or
+// nothing if it can.
+std::optional<std::string> bad_bridge_name(const std::string& name);
+// Why a CIDR cannot be a bridge's network (family, prefix too long or too short), or nothing.
+std::optional<std::string> bad_subnet(const std::string& cidr, bool v6);
+
 // PATH and HOME, as every jail starts with.
 std::vector<std::string> default_env();
 

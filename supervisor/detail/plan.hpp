@@ -118,8 +118,13 @@ struct ChildPlan {
   int sock = -1;                  // the child's end of the sync socket
 };
 
+// Files generated for the jail's /etc (name -> content), in place of the host's: a bridged
+// jail's hosts and resolv.conf.
+using EtcFiles = std::vector<std::pair<std::string, std::string>>;
+
 // Resolves host paths and builds the plan from the spec (parent side, may allocate).
-common::Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool rootless);
+common::Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool rootless,
+                                                     const EtcFiles& etc_files = {});
 
 // Resolves a host path, following a symlink only when root or the caller owns it: a symlink a
 // jail planted in a reused workspace is owned by that jail's host uid and is refused.

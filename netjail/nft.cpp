@@ -1,0 +1,978 @@
+// nftables through libnftnl and libmnl: messages are built by libnftnl, batched by libmnl.
+#include "netjail/detail/nft.hpp"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <libnftnl/udata.h>
+#include <linux/if.h>
+#include <linux/if_ether.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_conntrack_common.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter_bridge.h>
+#include <linux/rtnetlink.h>
+#include <netinet/in.h>
+
+#include <cstring>
+#include <map>
+#include <optional>
+
+namespace netjail::detail {
+namespace {
+
+using common::fail;
+using common::Result;
+
+// Register numbers as the kernel knows them: 16-byte registers 1..4, 4-byte registers 8..23.
+constexpr std::uint32_t kReg1 = NFT_REG_1, kReg2 = NFT_REG_2, kVerdict = NFT_REG_VERDICT;
+constexpr std::uint32_t kReg32_01 = NFT_REG32_01, kReg32_06 = NFT_REG32_06;
+
+// nftables' datatype numbers (nft's datatype.h), so `nft list` prints our sets readably.
+enum : std::uint32_t {
+  kTypeVerdict = 1,
+  kTypeIpv4 = 7,
+  kTypeIpv6 = 8,
+  kTypeEther = 9,
+  kTypeProto = 12,
+  kTypeService = 13,
+  kTypeMark = 19,
+  kTypeIfname = 41,
+};
+constexpr std::uint32_t concat(std::uint32_t a, std::uint32_t b) { return a << 6 | b; }
+enum : std::uint32_t { kHostOrder = 1, kNetOrder = 2 };
+
+template <auto F>
+struct Free {
+  template <class T>
+  void operator()(T* p) const noexcept {
+    F(p);
+  }
+};
+using TablePtr = std::unique_ptr<nftnl_table, Free<nftnl_table_free>>;
+using ChainPtr = std::unique_ptr<nftnl_chain, Free<nftnl_chain_free>>;
+using RulePtr = std::unique_ptr<nftnl_rule, Free<nftnl_rule_free>>;
+using SetPtr = std::unique_ptr<nftnl_set, Free<nftnl_set_free>>;
+using UdataPtr = std::unique_ptr<nftnl_udata_buf, Free<nftnl_udata_buf_free>>;
+
+// A comment as nft stores it (user data), so `nft list ruleset` shows it.
+UdataPtr comment_udata(std::uint8_t type, const std::string& text) {
+  UdataPtr u{nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN)};
+  if (u)
+    nftnl_udata_put_strz(u.get(), type, text.substr(0, NFTNL_UDATA_COMMENT_MAXLEN - 1).c_str());
+  return u;
+}
+
+// ---- rules ---------------------------------------------------------------------------------
+
+class Rule {
+ public:
+  Rule(int family, const char* table, const std::string& chain) : r_(nftnl_rule_alloc()) {
+    nftnl_rule_set_u32(r_.get(), NFTNL_RULE_FAMILY, static_cast<std::uint32_t>(family));
+    nftnl_rule_set_str(r_.get(), NFTNL_RULE_TABLE, table);
+    nftnl_rule_set_str(r_.get(), NFTNL_RULE_CHAIN, chain.c_str());
+  }
+  nftnl_rule* get() const { return r_.get(); }
+
+  Rule& meta(std::uint32_t key, std::uint32_t dreg) {
+    auto* e = add("meta");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_DREG, dreg);
+    return *this;
+  }
+  Rule& meta_set(std::uint32_t key, std::uint32_t sreg) {
+    auto* e = add("meta");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_META_SREG, sreg);
+    return *this;
+  }
+  Rule& payload(std::uint32_t base, std::uint32_t offset, std::uint32_t len, std::uint32_t dreg) {
+    auto* e = add("payload");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_BASE, base);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_LEN, len);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_PAYLOAD_DREG, dreg);
+    return *this;
+  }
+  Rule& cmp(std::uint32_t op, const void* data, std::uint32_t len, std::uint32_t sreg = kReg1) {
+    auto* e = add("cmp");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_SREG, sreg);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CMP_OP, op);
+    nftnl_expr_set(e, NFTNL_EXPR_CMP_DATA, data, len);
+    return *this;
+  }
+  Rule& cmp_u8(std::uint32_t op, std::uint8_t v) { return cmp(op, &v, 1); }
+  Rule& cmp_be16(std::uint32_t op, std::uint16_t v) {
+    std::uint16_t be = htons(v);
+    return cmp(op, &be, 2);
+  }
+  Rule& cmp_u32(std::uint32_t op, std::uint32_t v) { return cmp(op, &v, 4); }
+  Rule& mask(std::uint32_t len, const void* mask) {
+    auto* e = add("bitwise");
+    std::uint8_t zero[16] = {};
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_SREG, kReg1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_DREG, kReg1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_BITWISE_LEN, len);
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_MASK, mask, len);
+    nftnl_expr_set(e, NFTNL_EXPR_BITWISE_XOR, zero, len);
+    return *this;
+  }
+  // A lookup in a set (membership, inverted with inv) or a map (dreg: where the value goes).
+  Rule& lookup(const char* set, std::uint32_t sreg, int dreg = -1, bool inv = false) {
+    auto* e = add("lookup");
+    nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, sreg);
+    if (dreg >= 0) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, static_cast<std::uint32_t>(dreg));
+    if (inv) nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, NFT_LOOKUP_F_INV);
+    return *this;
+  }
+  Rule& ct(std::uint32_t key) {
+    auto* e = add("ct");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, key);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, kReg1);
+    return *this;
+  }
+  // ct state/status has any of bits.
+  Rule& ct_any(std::uint32_t key, std::uint32_t bits) {
+    ct(key).mask(4, &bits);
+    return cmp_u32(NFT_CMP_NEQ, 0);
+  }
+  Rule& counter() {
+    add("counter");
+    return *this;
+  }
+  Rule& verdict(int code, const std::string& chain = {}) {
+    auto* e = add("immediate");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, kVerdict);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, static_cast<std::uint32_t>(code));
+    if (!chain.empty()) nftnl_expr_set_str(e, NFTNL_EXPR_IMM_CHAIN, chain.c_str());
+    return *this;
+  }
+  Rule& accept() { return verdict(NF_ACCEPT); }
+  Rule& drop() { return verdict(NF_DROP); }
+  Rule& limit_per_second(std::uint64_t rate, std::uint32_t burst) {
+    auto* e = add("limit");
+    nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_RATE, rate);
+    nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_UNIT, 1);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_BURST, burst);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+    return *this;
+  }
+  // `log level audit`: an AUDIT_NETFILTER_PKT record carrying the packet's mark (the jail).
+  Rule& log_audit() {
+    auto* e = add("log");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_LOG_LEVEL, NFT_LOGLEVEL_AUDIT);
+    return *this;
+  }
+  Rule& fib_daddr_is_local() {
+    auto* e = add("fib");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_FLAGS, NFTA_FIB_F_DADDR);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_RESULT, NFT_FIB_RESULT_ADDRTYPE);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_FIB_DREG, kReg1);
+    return cmp_u32(NFT_CMP_EQ, RTN_LOCAL);
+  }
+  Rule& dnat(int family, std::uint32_t reg_addr, std::uint32_t reg_proto) {
+    auto* e = add("nat");
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, static_cast<std::uint32_t>(family));
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, reg_addr);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, reg_proto);
+    return *this;
+  }
+  Rule& masquerade() {
+    add("masq");
+    return *this;
+  }
+  Rule& comment(const std::string& text) {
+    auto u = comment_udata(NFTNL_UDATA_RULE_COMMENT, text);
+    if (u)
+      nftnl_rule_set_data(r_.get(), NFTNL_RULE_USERDATA, nftnl_udata_buf_data(u.get()),
+                          nftnl_udata_buf_len(u.get()));
+    return *this;
+  }
+
+  // ---- matches built from the primitives above ----
+  Rule& ifname(std::uint32_t key, const char* set, bool inv = false) {
+    return meta(key, kReg1).lookup(set, kReg1, -1, inv);
+  }
+  // Compares a name prefix ("stk" matches "stk*"), as nft does for `iifname "stk*"`.
+  Rule& ifname_prefix(std::uint32_t key, std::uint32_t op, const char* prefix) {
+    return meta(key, kReg1).cmp(op, prefix, static_cast<std::uint32_t>(std::strlen(prefix)));
+  }
+  Rule& nfproto(int family) {
+    return meta(NFT_META_NFPROTO, kReg1).cmp_u8(NFT_CMP_EQ, static_cast<std::uint8_t>(family));
+  }
+  Rule& l4proto(int proto) {
+    return meta(NFT_META_L4PROTO, kReg1).cmp_u8(NFT_CMP_EQ, static_cast<std::uint8_t>(proto));
+  }
+  Rule& ether_type(std::uint32_t op, std::uint16_t type) {
+    return payload(NFT_PAYLOAD_LL_HEADER, 12, 2, kReg1).cmp_be16(op, type);
+  }
+  // ip/ip6 saddr or daddr inside net (family check included).
+  Rule& addr_in(const Addr& net, bool source) {
+    nfproto(net.family == AF_INET ? NFPROTO_IPV4 : NFPROTO_IPV6);
+    if (net.prefix == 0) return *this;
+    std::uint32_t off = net.family == AF_INET ? (source ? 12 : 16) : (source ? 8 : 24);
+    std::uint32_t len = static_cast<std::uint32_t>((net.prefix + 7) / 8);
+    payload(NFT_PAYLOAD_NETWORK_HEADER, off, len, kReg1);
+    std::uint8_t m[16] = {}, want[16] = {};
+    for (int bit = 0; bit < net.prefix; ++bit)
+      m[bit / 8] |= static_cast<std::uint8_t>(0x80 >> (bit % 8));
+    for (std::uint32_t i = 0; i < len; ++i) want[i] = net.b[i] & m[i];
+    if (net.prefix % 8) mask(len, m);
+    return cmp(NFT_CMP_EQ, want, len);
+  }
+  Rule& dport(std::uint16_t first, std::uint16_t last) {
+    if (first == 0 && last == 65535) return *this;
+    payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kReg1);
+    if (first == last) return cmp_be16(NFT_CMP_EQ, first);
+    return cmp_be16(NFT_CMP_GTE, first).cmp_be16(NFT_CMP_LTE, last);
+  }
+  Rule& icmp_type(int family, std::uint8_t type) {
+    nfproto(family).l4proto(family == NFPROTO_IPV4 ? int{IPPROTO_ICMP} : int{IPPROTO_ICMPV6});
+    return payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, kReg1).cmp_u8(NFT_CMP_EQ, type);
+  }
+
+ private:
+  nftnl_expr* add(const char* name) {
+    nftnl_expr* e = nftnl_expr_alloc(name);
+    nftnl_rule_add_expr(r_.get(), e);  // the rule owns it now
+    return e;
+  }
+  RulePtr r_;
+};
+
+// ---- batches -------------------------------------------------------------------------------
+
+struct SetDef {
+  const char* name;
+  std::uint32_t key_type, key_len;
+  std::uint32_t data_type = 0, data_len = 0;  // a map if data_type
+  std::uint32_t key_order = kHostOrder, data_order = kHostOrder;
+};
+
+class Batch {
+ public:
+  explicit Batch(NftSocket& s) : s_(s), buf_(kSize) {
+    b_ = mnl_nlmsg_batch_start(buf_.data(), kSize - kSlack);
+    nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(b_)), s_.next_seq());
+    next();
+  }
+  ~Batch() { mnl_nlmsg_batch_stop(b_); }
+  Batch(const Batch&) = delete;
+  Batch& operator=(const Batch&) = delete;
+
+  void table(int family, const char* name, const std::string& comment, std::uint16_t flags) {
+    TablePtr t{nftnl_table_alloc()};
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name);
+    auto u = comment_udata(NFTNL_UDATA_TABLE_COMMENT, comment);
+    if (u)
+      nftnl_table_set_data(t.get(), NFTNL_TABLE_USERDATA, nftnl_udata_buf_data(u.get()),
+                           nftnl_udata_buf_len(u.get()));
+    nftnl_table_nlmsg_build_payload(hdr(NFT_MSG_NEWTABLE, family, NLM_F_CREATE | flags, name),
+                                    t.get());
+    next();
+  }
+  void del_table(int family, const char* name) {
+    TablePtr t{nftnl_table_alloc()};
+    nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, name);
+    nftnl_table_nlmsg_build_payload(hdr(NFT_MSG_DELTABLE, family, 0, name), t.get());
+    next();
+  }
+  void set(int family, const char* table, const SetDef& d) {
+    SetPtr s{nftnl_set_alloc()};
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, d.name);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_TYPE, d.key_type);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_KEY_LEN, d.key_len);
+    nftnl_set_set_u32(s.get(), NFTNL_SET_ID, ++set_id_);
+    UdataPtr u{nftnl_udata_buf_alloc(NFT_USERDATA_MAXLEN)};
+    nftnl_udata_put_u32(u.get(), NFTNL_UDATA_SET_KEYBYTEORDER, d.key_order);
+    if (d.data_type) {
+      nftnl_set_set_u32(s.get(), NFTNL_SET_FLAGS, NFT_SET_MAP);
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_TYPE, d.data_type);
+      nftnl_set_set_u32(s.get(), NFTNL_SET_DATA_LEN, d.data_len);
+      if (d.data_type != NFT_DATA_VERDICT)
+        nftnl_udata_put_u32(u.get(), NFTNL_UDATA_SET_DATABYTEORDER, d.data_order);
+    }
+    nftnl_set_set_data(s.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(u.get()),
+                       nftnl_udata_buf_len(u.get()));
+    nftnl_set_nlmsg_build_payload(
+        hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE, fmt::format("set {}", d.name)), s.get());
+    next();
+  }
+  void chain(int family, const char* table, const std::string& name, const std::string& comment,
+             int hook = -1, int prio = 0, const char* type = "filter") {
+    ChainPtr c{nftnl_chain_alloc()};
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table);
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
+    if (hook >= 0) {
+      nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM, static_cast<std::uint32_t>(hook));
+      nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, prio);
+      nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TYPE, type);
+      nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_POLICY, NF_ACCEPT);
+    }
+    auto u = comment.empty() ? nullptr : comment_udata(NFTNL_UDATA_CHAIN_COMMENT, comment);
+    if (u)
+      nftnl_chain_set_data(c.get(), NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u.get()),
+                           nftnl_udata_buf_len(u.get()));
+    nftnl_chain_nlmsg_build_payload(
+        hdr(NFT_MSG_NEWCHAIN, family, NLM_F_CREATE | NLM_F_EXCL, "chain " + name), c.get());
+    next();
+  }
+  void del_chain(int family, const char* table, const std::string& name) {
+    // Flush first: a chain that still holds rules cannot be deleted.
+    RulePtr r{nftnl_rule_alloc()};
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, name.c_str());
+    nftnl_rule_nlmsg_build_payload(hdr(NFT_MSG_DELRULE, family, 0, "flush chain " + name), r.get());
+    next();
+    ChainPtr c{nftnl_chain_alloc()};
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table);
+    nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
+    nftnl_chain_nlmsg_build_payload(hdr(NFT_MSG_DELCHAIN, family, 0, "delete chain " + name),
+                                    c.get());
+    next();
+  }
+  void rule(const Rule& r) {
+    nftnl_rule_nlmsg_build_payload(
+        hdr(NFT_MSG_NEWRULE, static_cast<int>(nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY)),
+            NLM_F_CREATE | NLM_F_APPEND,
+            fmt::format("rule in {}", nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN))),
+        r.get());
+    next();
+  }
+  // One element: key, and either data bytes or a jump to a chain.
+  void element(bool add, int family, const char* table, const char* set, const void* key,
+               std::uint32_t key_len, const void* data, std::uint32_t data_len,
+               const std::string& jump_to, const std::string& comment) {
+    SetPtr s{nftnl_set_alloc()};
+    nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
+    nftnl_set_set_str(s.get(), NFTNL_SET_NAME, set);
+    nftnl_set_elem* e = nftnl_set_elem_alloc();
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, key_len);
+    if (add && data) nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data, data_len);
+    if (add && !jump_to.empty()) {
+      nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, static_cast<std::uint32_t>(NFT_JUMP));
+      nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, jump_to.c_str());
+    }
+    UdataPtr u;
+    if (add && !comment.empty()) {
+      u = comment_udata(NFTNL_UDATA_SET_ELEM_COMMENT, comment);
+      if (u)
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_USERDATA, nftnl_udata_buf_data(u.get()),
+                           nftnl_udata_buf_len(u.get()));
+    }
+    nftnl_set_elem_add(s.get(), e);
+    nftnl_set_elems_nlmsg_build_payload(
+        hdr(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, family,
+            add ? NLM_F_CREATE | NLM_F_EXCL : 0, fmt::format("element of {}", set)),
+        s.get());
+    next();
+  }
+  std::size_t messages() const { return what_.size(); }
+
+  // Sends the batch; the kernel applies all of it or none. Returns the first error, naming the
+  // message that failed.
+  Result<void> commit() {
+    if (overflow_) return fail(E2BIG, "nftables batch too large");
+    nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(b_)), s_.next_seq());
+    next();
+    if (mnl_socket_sendto(s_.get(), mnl_nlmsg_batch_head(b_), mnl_nlmsg_batch_size(b_)) < 0)
+      return fail(errno, "send nftables batch");
+    // nfnetlink handles the batch inside sendmsg, so every answer is queued by now.
+    std::vector<char> rx(MNL_SOCKET_BUFFER_SIZE * 4);
+    std::optional<common::Error> first;
+    std::size_t answers = 0;
+    int fd = mnl_socket_get_fd(s_.get());
+    while (answers < what_.size()) {
+      ssize_t n = ::recv(fd, rx.data(), rx.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) break;
+      int len = static_cast<int>(n);
+      for (auto* nlh = reinterpret_cast<nlmsghdr*>(rx.data()); mnl_nlmsg_ok(nlh, len);
+           nlh = mnl_nlmsg_next(nlh, &len)) {
+        if (nlh->nlmsg_type != NLMSG_ERROR) continue;
+        ++answers;
+        auto* err = static_cast<nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+        if (err->error == 0 || first) continue;
+        auto it = what_.find(nlh->nlmsg_seq);
+        first = common::Error{-err->error, it == what_.end() ? "nftables" : it->second};
+      }
+    }
+    if (first) return std::unexpected(*first);
+    return {};
+  }
+
+ private:
+  static constexpr std::size_t kSize = 1 << 20, kSlack = 64 << 10;
+  nlmsghdr* hdr(std::uint16_t type, int family, std::uint16_t flags, std::string what) {
+    std::uint32_t seq = s_.next_seq();
+    what_[seq] = std::move(what);
+    return nftnl_nlmsg_build_hdr(static_cast<char*>(mnl_nlmsg_batch_current(b_)), type,
+                                 static_cast<std::uint16_t>(family), flags | NLM_F_ACK, seq);
+  }
+  void next() {
+    if (!mnl_nlmsg_batch_next(b_)) overflow_ = true;
+  }
+  NftSocket& s_;
+  std::vector<char> buf_;
+  mnl_nlmsg_batch* b_ = nullptr;
+  std::map<std::uint32_t, std::string> what_;
+  std::uint32_t set_id_ = 0;
+  bool overflow_ = false;
+};
+
+// ---- keys ----------------------------------------------------------------------------------
+
+struct Key {
+  std::uint8_t b[64] = {};
+  std::uint32_t len = 0;
+  Key& ifname(const std::string& name) {
+    std::memcpy(b + len, name.data(), std::min<std::size_t>(name.size(), IFNAMSIZ - 1));
+    len += IFNAMSIZ;
+    return *this;
+  }
+  Key& bytes(const void* p, std::uint32_t n) {  // padded to 4 bytes, as registers are
+    std::memcpy(b + len, p, n);
+    len += (n + 3) / 4 * 4;
+    return *this;
+  }
+  Key& mac(const Mac& m) { return bytes(m.b.data(), 6); }
+  Key& addr(const Addr& a) { return bytes(a.b.data(), static_cast<std::uint32_t>(a.len())); }
+  Key& u32(std::uint32_t v) { return bytes(&v, 4); }
+  Key& proto(int p) {
+    std::uint8_t v = static_cast<std::uint8_t>(p);
+    return bytes(&v, 1);
+  }
+  Key& port(std::uint16_t p) {
+    std::uint16_t be = htons(p);
+    return bytes(&be, 2);
+  }
+};
+
+constexpr int kInet = NFPROTO_INET, kBridge = NFPROTO_BRIDGE;
+
+void inet_base(Batch& b) {
+  const char* t = kInetTable;
+  b.table(kInet, t, "stockade: per-jail egress policy, NAT and published ports", NLM_F_EXCL);
+  b.set(kInet, t, {"bridges", kTypeIfname, IFNAMSIZ});
+  b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
+  b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
+  b.set(kInet, t, {"peer6", kTypeIpv6, 16, NFT_DATA_VERDICT, 0, kNetOrder});
+  b.set(kInet, t,
+        {"publish4", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv4, kTypeService), 8,
+         kNetOrder, kNetOrder});
+  b.set(kInet, t,
+        {"publish6", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv6, kTypeService), 20,
+         kNetOrder, kNetOrder});
+
+  b.chain(kInet, t, "from_jails", "traffic a jail sends through the host");
+  b.chain(kInet, t, "to_jails", "traffic towards a jail from elsewhere");
+  b.chain(kInet, t, "forward", "", NF_INET_FORWARD, 0);
+  b.rule(Rule(kInet, t, "forward")
+             .ifname(NFT_META_IIFNAME, "bridges")
+             .verdict(NFT_JUMP, "from_jails"));
+  b.rule(
+      Rule(kInet, t, "forward").ifname(NFT_META_OIFNAME, "bridges").verdict(NFT_JUMP, "to_jails"));
+
+  const std::string fj = "from_jails";
+  b.rule(
+      Rule(kInet, t, fj)
+          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
+          .accept());
+  b.rule(Rule(kInet, t, fj)
+             .ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT)
+             .counter()
+             .drop()
+             .comment("invalid"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .ct_any(NFT_CT_STATUS, IPS_DST_NAT)
+             .accept()
+             .comment("to a published port"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV4)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
+             .lookup("peer4", kReg1, kVerdict)
+             .comment("to another jail: its policy first"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV6)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
+             .lookup("peer6", kReg1, kVerdict)
+             .comment("to another jail: its policy first"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .counter()
+             .drop()
+             .comment("jail to jail"));
+  b.rule(Rule(kInet, t, fj)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1, kVerdict)
+             .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+
+  const std::string tj = "to_jails";
+  b.rule(
+      Rule(kInet, t, tj)
+          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
+          .accept());
+  b.rule(Rule(kInet, t, tj).ct_any(NFT_CT_STATUS, IPS_DST_NAT).accept().comment("published port"));
+  b.rule(Rule(kInet, t, tj).counter().drop().comment("unsolicited inbound"));
+
+  // Jails reaching the host itself (any of its addresses): only what their policy allows.
+  b.chain(kInet, t, "input", "", NF_INET_LOCAL_IN, 0);
+  b.rule(Rule(kInet, t, "input").ifname(NFT_META_IIFNAME, "bridges", true).accept());
+  b.rule(
+      Rule(kInet, t, "input")
+          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
+          .accept());
+  b.rule(Rule(kInet, t, "input").ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT).counter().drop());
+  b.rule(Rule(kInet, t, "input")
+             .icmp_type(NFPROTO_IPV6, 135)
+             .accept()
+             .comment("neighbour solicitation"));
+  b.rule(Rule(kInet, t, "input")
+             .icmp_type(NFPROTO_IPV6, 136)
+             .accept()
+             .comment("neighbour advertisement"));
+  b.rule(Rule(kInet, t, "input")
+             .icmp_type(NFPROTO_IPV4, 8)
+             .limit_per_second(10, 5)
+             .accept()
+             .comment("ping the gateway"));
+  b.rule(Rule(kInet, t, "input")
+             .icmp_type(NFPROTO_IPV6, 128)
+             .limit_per_second(10, 5)
+             .accept()
+             .comment("ping the gateway"));
+  b.rule(Rule(kInet, t, "input")
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1, kVerdict)
+             .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, "input").counter().drop().comment("jail to host"));
+
+  // Published ports: DNAT on any local address, from outside, from jails and from the host.
+  b.chain(kInet, t, "prerouting_nat", "", NF_INET_PRE_ROUTING, -100, "nat");
+  b.chain(kInet, t, "output_nat", "", NF_INET_LOCAL_OUT, -100, "nat");
+  for (const char* c : {"prerouting_nat", "output_nat"}) {
+    Rule v4(kInet, t, c), v6(kInet, t, c);
+    if (std::strcmp(c, "output_nat") == 0) {
+      // Loopback sources cannot be routed to a jail: 127/8 and ::1 are left alone.
+      std::uint8_t lo4 = 127, lo6[16] = {};
+      lo6[15] = 1;
+      v4.nfproto(NFPROTO_IPV4)
+          .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 1, kReg1)
+          .cmp(NFT_CMP_NEQ, &lo4, 1);
+      v6.nfproto(NFPROTO_IPV6)
+          .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
+          .cmp(NFT_CMP_NEQ, lo6, 16);
+    }
+    for (auto* r : {&v4, &v6}) {
+      bool six = r == &v6;
+      r->fib_daddr_is_local()
+          .meta(NFT_META_L4PROTO, kReg1)
+          .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kReg32_01)
+          .lookup(six ? "publish6" : "publish4", kReg1, kReg1)
+          .dnat(six ? NFPROTO_IPV6 : NFPROTO_IPV4, kReg1, six ? kReg2 : kReg32_01)
+          .comment("published ports");
+      b.rule(*r);
+    }
+  }
+  // NAT out, and the hairpin: a jail reaching a published port through the host's address.
+  b.chain(kInet, t, "postrouting_nat", "", NF_INET_POST_ROUTING, 100, "nat");
+  b.rule(Rule(kInet, t, "postrouting_nat")
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1)
+             .ifname(NFT_META_OIFNAME, "bridges", true)
+             .masquerade()
+             .comment("jails out"));
+  b.rule(Rule(kInet, t, "postrouting_nat")
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .ct_any(NFT_CT_STATUS, IPS_DST_NAT)
+             .masquerade()
+             .comment("hairpin to a published port"));
+}
+
+void bridge_base(Batch& b) {
+  const char* t = kBridgeTable;
+  b.table(kBridge, t, "stockade: jail identity and anti-spoofing on bridge ports", NLM_F_EXCL);
+  b.set(kBridge, t, {"port_mark", kTypeIfname, IFNAMSIZ, kTypeMark, 4});
+  b.set(kBridge, t, {"pin_mac", concat(kTypeIfname, kTypeEther), IFNAMSIZ + 8});
+  b.set(kBridge, t, {"pin4", concat(concat(kTypeIfname, kTypeEther), kTypeIpv4), IFNAMSIZ + 12});
+  b.set(kBridge, t, {"pin6", concat(kTypeIfname, kTypeIpv6), IFNAMSIZ + 16});
+
+  const std::string p = "prerouting";
+  b.chain(kBridge, t, p, "", NF_BR_PRE_ROUTING, -200);
+  auto r = [&] { return Rule(kBridge, t, p); };
+  b.rule(r().ifname_prefix(NFT_META_IIFNAME, NFT_CMP_NEQ, kPortPrefix)
+             .accept()
+             .comment("not a jail port"));
+  b.rule(r().meta(NFT_META_IIFNAME, kReg1)
+             .payload(NFT_PAYLOAD_LL_HEADER, 6, 6, kReg2)
+             .lookup("pin_mac", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("MAC spoofed, or port not registered"));
+  b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_ARP)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 0, 2, kReg1)
+             .cmp_be16(NFT_CMP_NEQ, 1)
+             .counter()
+             .drop()
+             .comment("ARP: not Ethernet"));
+  b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_ARP)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 2, 2, kReg1)
+             .cmp_be16(NFT_CMP_NEQ, ETH_P_IP)
+             .counter()
+             .drop()
+             .comment("ARP: not IPv4"));
+  b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_ARP)
+             .meta(NFT_META_IIFNAME, kReg1)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 6, kReg2)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 14, 4, kReg32_06)
+             .lookup("pin4", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("ARP sender spoofed"));
+  b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_IP)
+             .meta(NFT_META_IIFNAME, kReg1)
+             .payload(NFT_PAYLOAD_LL_HEADER, 6, 6, kReg2)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, kReg32_06)
+             .lookup("pin4", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("IPv4 source spoofed"));
+  {
+    std::uint8_t any[16] = {};
+    b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_IPV6)
+               .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kReg1)
+               .cmp(NFT_CMP_EQ, any, 16)
+               .l4proto(IPPROTO_ICMPV6)
+               .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, kReg1)
+               .cmp_u8(NFT_CMP_EQ, 135)
+               .accept()
+               .comment("duplicate address detection"));
+  }
+  b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_IPV6)
+             .meta(NFT_META_IIFNAME, kReg1)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kReg2)
+             .lookup("pin6", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("IPv6 source spoofed"));
+  for (std::uint8_t type : {134, 137})
+    b.rule(r().ether_type(NFT_CMP_EQ, ETH_P_IPV6)
+               .l4proto(IPPROTO_ICMPV6)
+               .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 1, kReg1)
+               .cmp_u8(NFT_CMP_EQ, type)
+               .counter()
+               .drop()
+               .comment("a jail is not a router"));
+  b.rule(r().ether_type(NFT_CMP_NEQ, ETH_P_IP)
+             .cmp_be16(NFT_CMP_NEQ, ETH_P_IPV6)
+             .cmp_be16(NFT_CMP_NEQ, ETH_P_ARP)
+             .counter()
+             .drop()
+             .comment("other ethertypes, VLAN tags"));
+  b.rule(r().meta(NFT_META_IIFNAME, kReg1)
+             .lookup("port_mark", kReg1, kReg1)
+             .meta_set(NFT_META_MARK, kReg1)
+             .comment("the jail's mark"));
+
+  b.chain(kBridge, t, "forward", "", NF_BR_FORWARD, -200);
+  b.rule(Rule(kBridge, t, "forward")
+             .ifname_prefix(NFT_META_IIFNAME, NFT_CMP_EQ, kPortPrefix)
+             .ifname_prefix(NFT_META_OIFNAME, NFT_CMP_EQ, kPortPrefix)
+             .counter()
+             .drop()
+             .comment("jail to jail at layer 2"));
+}
+
+// The per-jail objects, added (add) or removed.
+void jail_objects(Batch& b, const JailRules& j, bool add) {
+  const char* t = kInetTable;
+  const std::string egress = egress_chain(j.id), peer = peer_chain(j.id);
+  const std::string tag = "jail " + j.id;
+  if (add) {
+    b.chain(kInet, t, egress, "stockade jail " + j.id + ": egress policy");
+    auto allow = [&](const Allow& a) {
+      Rule r(kInet, t, egress);
+      r.addr_in(a.net, false);
+      if (a.proto) r.l4proto(a.proto);
+      if (a.proto == IPPROTO_TCP || a.proto == IPPROTO_UDP) r.dport(a.port_first, a.port_last);
+      b.rule(r.counter().accept().comment(a.why));
+    };
+    for (std::size_t i = 0; i < j.dns_rules && i < j.allow.size(); ++i) allow(j.allow[i]);
+    // DNS to anything but the resolvers above is refused even if a wider rule below allows it.
+    for (int proto : {IPPROTO_UDP, IPPROTO_TCP})
+      for (std::uint16_t port : {53, 853})
+        b.rule(Rule(kInet, t, egress)
+                   .l4proto(proto)
+                   .dport(port, port)
+                   .counter()
+                   .drop()
+                   .comment("DNS only to the configured resolvers"));
+    for (std::size_t i = j.dns_rules; i < j.allow.size(); ++i) allow(j.allow[i]);
+    if (j.log_denied)
+      b.rule(Rule(kInet, t, egress)
+                 .limit_per_second(5, 10)
+                 .log_audit()
+                 .comment("log denied (rate-limited)"));
+    b.rule(Rule(kInet, t, egress).counter().drop().comment("denied"));
+
+    b.chain(kInet, t, peer, "stockade jail " + j.id + ": which jails may connect to it");
+    for (const auto& net : j.peers)
+      b.rule(Rule(kInet, t, peer)
+                 .addr_in(net, true)
+                 .meta(NFT_META_MARK, kReg1)
+                 .lookup("egress", kReg1, kVerdict)
+                 .comment("and the sender's policy"));
+    b.rule(Rule(kInet, t, peer).counter().drop().comment("not a peer"));
+  }
+  Key mark = Key().u32(j.mark);
+  b.element(add, kInet, t, "egress", mark.b, mark.len, nullptr, 0, egress, tag);
+  Key a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
+  b.element(add, kInet, t, "peer4", a4.b, a4.len, nullptr, 0, peer, tag);
+  b.element(add, kInet, t, "peer6", a6.b, a6.len, nullptr, 0, peer, tag);
+  for (const auto& p : j.publish) {
+    Key k = Key().proto(p.proto).port(p.host_port);
+    Key d4 = Key().addr(j.addr4).port(p.jail_port), d6 = Key().addr(j.addr6).port(p.jail_port);
+    b.element(add, kInet, t, "publish4", k.b, k.len, d4.b, d4.len, {}, tag);
+    b.element(add, kInet, t, "publish6", k.b, k.len, d6.b, d6.len, {}, tag);
+  }
+  const char* bt = kBridgeTable;
+  Key port = Key().ifname(j.port);
+  Key pm = Key().u32(j.mark);
+  b.element(add, kBridge, bt, "port_mark", port.b, port.len, pm.b, pm.len, {}, tag);
+  Key mac = Key().ifname(j.port).mac(j.mac);
+  b.element(add, kBridge, bt, "pin_mac", mac.b, mac.len, nullptr, 0, {}, tag);
+  Key p4 = Key().ifname(j.port).mac(j.mac).addr(j.addr4);
+  b.element(add, kBridge, bt, "pin4", p4.b, p4.len, nullptr, 0, {}, tag);
+  for (const Addr* a : {&j.addr6, &j.ll6}) {
+    Key p6 = Key().ifname(j.port).addr(*a);
+    b.element(add, kBridge, bt, "pin6", p6.b, p6.len, nullptr, 0, {}, tag);
+  }
+  if (!add) {
+    b.del_chain(kInet, t, egress);
+    b.del_chain(kInet, t, peer);
+  }
+}
+
+}  // namespace
+
+void NftSocket::Close::operator()(mnl_socket* s) const noexcept { mnl_socket_close(s); }
+NftSocket::NftSocket() = default;
+NftSocket::NftSocket(NftSocket&&) noexcept = default;
+NftSocket::~NftSocket() = default;
+
+std::string egress_chain(const std::string& id) { return "jail_" + id; }
+std::string peer_chain(const std::string& id) { return "peer_" + id; }
+
+Result<NftSocket> open_nft_socket() {
+  NftSocket s;
+  s.sock_.reset(mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC));
+  if (!s.sock_) return fail(errno, "open a netfilter netlink socket");
+  if (mnl_socket_bind(s.sock_.get(), 0, MNL_SOCKET_AUTOPID) < 0)
+    return fail(errno, "bind a netfilter netlink socket");
+  return s;
+}
+
+Result<void> ensure_base(NftSocket& s) {
+  Batch b(s);
+  inet_base(b);
+  bridge_base(b);
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST) return {};  // another supervisor created it first
+  if (!r) return std::unexpected(common::context(r.error(), "create stockade's nftables tables"));
+  return {};
+}
+
+Result<void> add_bridge(NftSocket& s, const std::string& bridge) {
+  Batch b(s);
+  Key k = Key().ifname(bridge);
+  b.element(true, kInet, kInetTable, "bridges", k.b, k.len, nullptr, 0, {}, "stockade bridge");
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST) return {};
+  return r;
+}
+
+Result<void> del_bridge(NftSocket& s, const std::string& bridge) {
+  Batch b(s);
+  Key k = Key().ifname(bridge);
+  b.element(false, kInet, kInetTable, "bridges", k.b, k.len, nullptr, 0, {}, {});
+  auto r = b.commit();
+  if (!r && r.error().err == ENOENT) return {};
+  return r;
+}
+
+Result<void> delete_base(NftSocket& s) {
+  for (auto [family, name] : {std::pair{kInet, kInetTable}, std::pair{kBridge, kBridgeTable}}) {
+    Batch b(s);
+    b.del_table(family, name);
+    auto r = b.commit();
+    if (!r && r.error().err != ENOENT) return r;
+  }
+  return {};
+}
+
+Result<void> add_jail(NftSocket& s, const JailRules& j) {
+  Batch b(s);
+  jail_objects(b, j, true);
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST && r.error().what.starts_with("element of publish"))
+    return fail(EADDRINUSE, "a published host port is already published by another jail");
+  return r;
+}
+
+Result<void> del_jail(NftSocket& s, const JailRules& j) {
+  {
+    Batch b(s);
+    jail_objects(b, j, false);
+    if (b.commit()) return {};
+  }
+  // Something was missing: remove what is there, one object at a time.
+  std::optional<common::Error> hard;
+  auto each = [&](auto&& build) {
+    Batch b(s);
+    build(b);
+    auto r = b.commit();
+    if (!r && r.error().err != ENOENT && !hard) hard = r.error();
+  };
+  Key mark = Key().u32(j.mark), a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
+  each([&](Batch& b) {
+    b.element(false, kInet, kInetTable, "egress", mark.b, mark.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kInet, kInetTable, "peer4", a4.b, a4.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kInet, kInetTable, "peer6", a6.b, a6.len, nullptr, 0, {}, {});
+  });
+  for (const auto& p : j.publish) {
+    Key k = Key().proto(p.proto).port(p.host_port);
+    for (const char* set : {"publish4", "publish6"})
+      each([&](Batch& b) {
+        b.element(false, kInet, kInetTable, set, k.b, k.len, nullptr, 0, {}, {});
+      });
+  }
+  Key port = Key().ifname(j.port), mac = Key().ifname(j.port).mac(j.mac);
+  Key p4 = Key().ifname(j.port).mac(j.mac).addr(j.addr4);
+  Key p6 = Key().ifname(j.port).addr(j.addr6), l6 = Key().ifname(j.port).addr(j.ll6);
+  each([&](Batch& b) {
+    b.element(false, kBridge, kBridgeTable, "port_mark", port.b, port.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kBridge, kBridgeTable, "pin_mac", mac.b, mac.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kBridge, kBridgeTable, "pin4", p4.b, p4.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kBridge, kBridgeTable, "pin6", p6.b, p6.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) {
+    b.element(false, kBridge, kBridgeTable, "pin6", l6.b, l6.len, nullptr, 0, {}, {});
+  });
+  each([&](Batch& b) { b.del_chain(kInet, kInetTable, egress_chain(j.id)); });
+  each([&](Batch& b) { b.del_chain(kInet, kInetTable, peer_chain(j.id)); });
+  if (hard) return std::unexpected(*hard);
+  return {};
+}
+
+namespace {
+
+// Sends one dump request and calls cb for every answer message.
+template <class F>
+Result<void> dump(NftSocket& s, std::uint16_t type, int family, F&& build,
+                  int (*cb)(const nlmsghdr*, void*), void* data) {
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE * 4);
+  std::uint32_t seq = s.next_seq();
+  nlmsghdr* nlh =
+      nftnl_nlmsg_build_hdr(buf.data(), type, static_cast<std::uint16_t>(family), NLM_F_DUMP, seq);
+  build(nlh);
+  if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables dump");
+  std::uint32_t portid = mnl_socket_get_portid(s.get());
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s.get(), buf.data(), buf.size());
+    if (n < 0) return fail(errno, "nftables dump");
+    int r = mnl_cb_run(buf.data(), static_cast<std::size_t>(n), seq, portid, cb, data);
+    if (r == MNL_CB_STOP) return {};
+    if (r < 0) {
+      if (errno == ENOENT) return {};  // no table yet: nothing to list
+      return fail(errno, "nftables dump");
+    }
+  }
+}
+
+}  // namespace
+
+Result<std::vector<std::string>> jail_ids(NftSocket& s) {
+  std::vector<std::string> ids;
+  auto cb = [](const nlmsghdr* nlh, void* data) -> int {
+    ChainPtr c{nftnl_chain_alloc()};
+    if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) return MNL_CB_OK;
+    const char* table = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE);
+    const char* name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME);
+    if (table && name && std::strcmp(table, kInetTable) == 0 && std::strncmp(name, "jail_", 5) == 0)
+      static_cast<std::vector<std::string>*>(data)->push_back(name + 5);
+    return MNL_CB_OK;
+  };
+  TRY(dump(
+      s, NFT_MSG_GETCHAIN, kInet, [](nlmsghdr*) {}, cb, &ids));
+  return ids;
+}
+
+Result<std::vector<RuleCounter>> jail_counters(NftSocket& s, const std::string& id) {
+  std::vector<RuleCounter> out;
+  auto cb = [](const nlmsghdr* nlh, void* data) -> int {
+    RulePtr r{nftnl_rule_alloc()};
+    if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) return MNL_CB_OK;
+    RuleCounter rc;
+    rc.chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+    std::uint32_t len = 0;
+    if (const void* ud = nftnl_rule_get_data(r.get(), NFTNL_RULE_USERDATA, &len)) {
+      auto attr_cb = [](const nftnl_udata* a, void* d) -> int {
+        if (nftnl_udata_type(a) == NFTNL_UDATA_RULE_COMMENT)
+          *static_cast<std::string*>(d) =
+              nftnl_udata_get(a) ? static_cast<const char*>(nftnl_udata_get(a)) : "";
+        return 0;
+      };
+      nftnl_udata_parse(ud, len, attr_cb, &rc.comment);
+    }
+    bool has_counter = false;
+    auto expr_cb = [](nftnl_expr* e, void* d) -> int {
+      auto* p = static_cast<std::pair<RuleCounter*, bool*>*>(d);
+      if (std::strcmp(nftnl_expr_get_str(e, NFTNL_EXPR_NAME), "counter") == 0) {
+        p->first->packets = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_PACKETS);
+        p->first->bytes = nftnl_expr_get_u64(e, NFTNL_EXPR_CTR_BYTES);
+        *p->second = true;
+      }
+      return 0;
+    };
+    std::pair<RuleCounter*, bool*> ctx{&rc, &has_counter};
+    nftnl_expr_foreach(r.get(), expr_cb, &ctx);
+    if (has_counter) static_cast<std::vector<RuleCounter>*>(data)->push_back(std::move(rc));
+    return MNL_CB_OK;
+  };
+  std::string chain = egress_chain(id);
+  auto build = [&](nlmsghdr* nlh) {
+    RulePtr r{nftnl_rule_alloc()};
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, kInetTable);
+    nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, chain.c_str());
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+  };
+  TRY(dump(s, NFT_MSG_GETRULE, kInet, build, cb, &out));
+  return out;
+}
+
+}  // namespace netjail::detail
