@@ -240,6 +240,14 @@ int cmd_gc(bool dry_run, bool bridges, const std::string& only_bridge) {
     log::error("gc: {}", removed.error().message());
     return 1;
   }
+  // Registry entries last: a crashed jail's entry is how a person finds out what it was.
+  auto dir = registry::default_dir();
+  if (!dir.empty() && only_bridge.empty())
+    for (auto& r : registry::list(dir)) {
+      if (registry::supervisor_alive(r)) continue;
+      removed->push_back(fmt::format("registry entry {} ({})", r.id, join(r.command)));
+      if (!dry_run) (void)registry::remove(dir, r.id);  // gone already is fine
+    }
   for (auto& line : *removed) fmt::print("{}{}\n", dry_run ? "would remove " : "removed ", line);
   return 0;
 }

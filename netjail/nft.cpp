@@ -494,11 +494,6 @@ void inet_base(Batch& b) {
              .comment("invalid"));
   b.rule(Rule(kInet, t, fj)
              .ifname(NFT_META_OIFNAME, "bridges")
-             .ct_any(NFT_CT_STATUS, IPS_DST_NAT)
-             .accept()
-             .comment("to a published port"));
-  b.rule(Rule(kInet, t, fj)
-             .ifname(NFT_META_OIFNAME, "bridges")
              .nfproto(NFPROTO_IPV4)
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
              .lookup("peer4", kReg1, kVerdict)
@@ -560,9 +555,17 @@ void inet_base(Batch& b) {
              .comment("the jail's egress policy"));
   b.rule(Rule(kInet, t, "input").counter().drop().comment("jail to host"));
 
-  // Published ports: DNAT on any local address, from outside, from jails and from the host.
+  // Published ports: DNAT on any local address, from outside and from the host itself.
   b.chain(kInet, t, "prerouting_nat", "", NF_INET_PRE_ROUTING, -100, "nat");
   b.chain(kInet, t, "output_nat", "", NF_INET_LOCAL_OUT, -100, "nat");
+  // Not for jails: a jail reaches another jail only directly, when both policies allow it.
+  // (Through the host's address it could not anyway: with br_netfilter on, a DNAT back into
+  // the bridge is delivered at layer 2, where jail ports are isolated from each other.)
+  b.rule(Rule(kInet, t, "prerouting_nat")
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1)
+             .verdict(NFT_RETURN)
+             .comment("jails connect to jails directly"));
   for (const char* c : {"prerouting_nat", "output_nat"}) {
     Rule v4(kInet, t, c), v6(kInet, t, c);
     if (std::strcmp(c, "output_nat") == 0) {
@@ -587,7 +590,7 @@ void inet_base(Batch& b) {
       b.rule(*r);
     }
   }
-  // NAT out, and the hairpin: a jail reaching a published port through the host's address.
+  // NAT out.
   b.chain(kInet, t, "postrouting_nat", "", NF_INET_POST_ROUTING, 100, "nat");
   b.rule(Rule(kInet, t, "postrouting_nat")
              .meta(NFT_META_MARK, kReg1)
@@ -595,13 +598,6 @@ void inet_base(Batch& b) {
              .ifname(NFT_META_OIFNAME, "bridges", true)
              .masquerade()
              .comment("jails out"));
-  b.rule(Rule(kInet, t, "postrouting_nat")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1)
-             .ifname(NFT_META_OIFNAME, "bridges")
-             .ct_any(NFT_CT_STATUS, IPS_DST_NAT)
-             .masquerade()
-             .comment("hairpin to a published port"));
 }
 
 void bridge_base(Batch& b) {

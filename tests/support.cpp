@@ -272,7 +272,25 @@ static std::vector<std::string> list_dir(const std::string& dir) {
   return out;
 }
 
-std::vector<std::string> registry_entries() { return list_dir(kRegistryDir); }
+// Entries of other live supervisors (another test run, a jail on the machine) are not ours to
+// count: only stale ones and those of our own children are.
+std::vector<std::string> registry_entries() {
+  std::vector<std::string> out;
+  for (auto& name : list_dir(kRegistryDir)) {
+    std::ifstream f(std::string(kRegistryDir) + "/" + name);
+    std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto at = text.find("\"supervisor_pid\":");
+    pid_t sup = at == std::string::npos ? 0 : std::atoi(text.c_str() + at + 17);
+    std::ifstream stat("/proc/" + std::to_string(sup) + "/stat");
+    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto close = st.rfind(')');
+    pid_t ppid = 0;
+    if (close != std::string::npos) std::sscanf(st.c_str() + close + 2, "%*c %d", &ppid);
+    bool foreign = sup > 0 && alive(sup) && ppid != ::getpid();
+    if (!foreign) out.push_back(name);
+  }
+  return out;
+}
 std::vector<std::string> lease_entries() { return list_dir(kLeaseDir); }
 
 int host_mounts_mentioning(const std::string& s) {

@@ -5,6 +5,7 @@
 // Some attacks report a value instead ("capeff=...", "fds=...", "uid_map=..."). Every attack is
 // one system call (or the smallest sequence that reaches it), so the tests can tell which
 // barrier stopped it from the errno alone.
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -14,6 +15,7 @@
 #include <linux/userfaultfd.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -270,6 +272,81 @@ int do_sysctl_write(const Args& a) {
   return report(::write(fd, v.data(), v.size()) == static_cast<ssize_t>(v.size()) ? 0 : -1);
 }
 
+// A TCP connection to ADDR:PORT within 2 s, optionally from SRC (bound with IP_FREEBIND, so a
+// spoofed address needs no configuration): "ok", or errno=ETIMEDOUT when packets are dropped.
+int tcp_connect(const std::string& addr, const std::string& port, const std::string& src) {
+  bool six = addr.find(':') != std::string::npos;
+  sockaddr_storage to{}, from{};
+  socklen_t len = six ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  auto fill = [&](sockaddr_storage& ss, const std::string& a, int p) {
+    if (six) {
+      auto* in = reinterpret_cast<sockaddr_in6*>(&ss);
+      in->sin6_family = AF_INET6;
+      in->sin6_port = htons(static_cast<uint16_t>(p));
+      return inet_pton(AF_INET6, a.c_str(), &in->sin6_addr) == 1;
+    }
+    auto* in = reinterpret_cast<sockaddr_in*>(&ss);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(p));
+    return inet_pton(AF_INET, a.c_str(), &in->sin_addr) == 1;
+  };
+  if (!fill(to, addr, std::stoi(port)) || (!src.empty() && !fill(from, src, 0))) {
+    std::fprintf(stderr, "attack: bad address\n");
+    return 2;
+  }
+  int s = ::socket(six ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (int r = report_if_failed(s); r >= 0) return r;
+  if (!src.empty()) {
+    int one = 1;
+    (void)::setsockopt(s, six ? SOL_IPV6 : SOL_IP, six ? IPV6_FREEBIND : IP_FREEBIND, &one,
+                       sizeof one);
+    if (::bind(s, reinterpret_cast<sockaddr*>(&from), len) != 0) return report(-1);
+  }
+  if (::connect(s, reinterpret_cast<sockaddr*>(&to), len) == 0) return report(0);
+  if (errno != EINPROGRESS) return report(-1);
+  pollfd p{s, POLLOUT, 0};
+  if (::poll(&p, 1, 2000) == 0) {
+    errno = ETIMEDOUT;
+    return report(-1);
+  }
+  int err = 0;
+  socklen_t el = sizeof err;
+  (void)::getsockopt(s, SOL_SOCKET, SO_ERROR, &err, &el);
+  errno = err;
+  return report(err == 0 ? 0 : -1);
+}
+
+int do_connect(const Args& a) { return tcp_connect(a.at(0), a.at(1), ""); }
+int do_connect_from(const Args& a) { return tcp_connect(a.at(0), a.at(1), a.at(2)); }
+
+// One UDP datagram to ADDR:PORT and a reply within 2 s: "ok" or errno=ETIMEDOUT.
+int do_udp_query(const Args& a) {
+  bool six = a.at(0).find(':') != std::string::npos;
+  sockaddr_storage to{};
+  socklen_t len = six ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (six) {
+    auto* in = reinterpret_cast<sockaddr_in6*>(&to);
+    in->sin6_family = AF_INET6;
+    in->sin6_port = htons(static_cast<uint16_t>(std::stoi(a.at(1))));
+    inet_pton(AF_INET6, a.at(0).c_str(), &in->sin6_addr);
+  } else {
+    auto* in = reinterpret_cast<sockaddr_in*>(&to);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(std::stoi(a.at(1))));
+    inet_pton(AF_INET, a.at(0).c_str(), &in->sin_addr);
+  }
+  int s = ::socket(six ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (int r = report_if_failed(s); r >= 0) return r;
+  if (::sendto(s, "q", 1, 0, reinterpret_cast<sockaddr*>(&to), len) != 1) return report(-1);
+  pollfd p{s, POLLIN, 0};
+  if (::poll(&p, 1, 2000) == 0) {
+    errno = ETIMEDOUT;
+    return report(-1);
+  }
+  char buf[64];
+  return report(::recv(s, buf, sizeof buf, 0));
+}
+
 struct Attack {
   size_t nargs;
   std::function<int(const Args&)> fn;
@@ -308,6 +385,9 @@ const std::map<std::string, Attack>& attacks() {
       {"init-module", {0, do_init_module}},
       {"uid-map", {0, do_uid_map}},
       {"sysctl-write", {2, do_sysctl_write}},
+      {"connect", {2, do_connect}},
+      {"connect-from", {3, do_connect_from}},
+      {"udp-query", {2, do_udp_query}},
   };
   return kAttacks;
 }

@@ -1,0 +1,482 @@
+// Bridged jails on the live kernel: every property is an attempt from inside a jail.
+//
+// Each test builds a small lab of its own: a bridge with networks of its own (10.213.N.0/24,
+// fd00:213:N::/64), and a "server" namespace behind the host standing in for the internet
+// (10.214.N.1, fd00:214:N::1), reached through an uplink veth the test owns, with forwarding on
+// that uplink only. Traffic goes nowhere else. The lab is removed at the end and checked gone.
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "netjail/detail/nft.hpp"
+#include "tests/support.hpp"
+
+namespace {
+
+using test::RunResult;
+
+RunResult sh(const std::string& cmd, double timeout = 30) {
+  return test::run({"/bin/sh", "-c", cmd}, timeout);
+}
+
+// Listens on PORT/tcp or PORT/udp (v4 and v6), or PORT/tcp@ADDR on one address; TCP accepts and
+// closes, UDP echoes. Prints "ready" once every socket is bound.
+const char* kServer = R"PY(
+import socket, sys, threading
+def serve(fam, kind, addr, port):
+    s = socket.socket(fam, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if fam == socket.AF_INET6: s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind((addr, port))
+    if kind == socket.SOCK_STREAM: s.listen(128)
+    return s
+def loop(s):
+    while True:
+        if s.type == socket.SOCK_STREAM:
+            c, _ = s.accept(); c.close()
+        else:
+            d, a = s.recvfrom(64); s.sendto(d, a)
+socks = []
+for spec in sys.argv[1:]:
+    spec, _, addr = spec.partition("@")
+    port, proto = spec.split("/")
+    kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
+    fams = [(socket.AF_INET6 if ":" in addr else socket.AF_INET, addr)] if addr else \
+           [(socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")]
+    for fam, a in fams: socks.append(serve(fam, kind, a, int(port)))
+for s in socks: threading.Thread(target=loop, args=(s,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+)PY";
+
+bool wait_for_output(const test::Process& p, const std::string& text, double timeout_s = 10) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
+  while (std::chrono::steady_clock::now() < end) {
+    if (p.out().find(text) != std::string::npos) return true;
+    if (p.done()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+class Lab {
+ public:
+  Lab() {
+    static int counter = 0;
+    ++counter;
+    n_ = (::getpid() * 7 + counter * 13) % 200 + 20;
+    std::string tag = std::to_string(::getpid() % 10000) + "x" + std::to_string(counter);
+    bridge = "skb" + tag;
+    ns = "sksrv" + tag;
+    uplink = "sku" + tag;
+    sub4 = fmt::format("10.213.{}.0/24", n_);
+    sub6 = fmt::format("fd00:213:{}::/64", n_);
+    gw4 = fmt::format("10.213.{}.1", n_);
+    gw6 = fmt::format("fd00:213:{}::1", n_);
+    srv4 = fmt::format("10.214.{}.1", n_);
+    srv4b = fmt::format("10.214.{}.2", n_);
+    srv6 = fmt::format("fd00:214:{}::1", n_);
+    up4 = fmt::format("10.214.{}.254", n_);
+    up6 = fmt::format("fd00:214:{}::fe", n_);
+    auto r = sh(fmt::format(
+        "set -e; ip netns add {ns}; ip link add {up} type veth peer name up0 netns {ns};"
+        "ip addr add {up4}/24 dev {up}; ip -6 addr add {up6}/64 dev {up} nodad; ip link set {up} "
+        "up;"
+        "echo 1 > /proc/sys/net/ipv4/conf/{up}/forwarding;"
+        "echo 1 > /proc/sys/net/ipv6/conf/{up}/force_forwarding;"
+        "ip -n {ns} link set lo up; ip -n {ns} link set up0 up;"
+        "ip -n {ns} addr add {srv4}/24 dev up0; ip -n {ns} addr add {srv4b}/24 dev up0;"
+        "ip -n {ns} -6 addr add {srv6}/64 dev up0 nodad;"
+        "ip -n {ns} route add default via {up4}; ip -n {ns} -6 route add default via {up6}",
+        fmt::arg("ns", ns), fmt::arg("up", uplink), fmt::arg("up4", up4), fmt::arg("up6", up6),
+        fmt::arg("srv4", srv4), fmt::arg("srv4b", srv4b), fmt::arg("srv6", srv6)));
+    ok_ = r.exit_code == 0;
+    if (!ok_) {
+      UNSCOPED_INFO("lab setup failed: " << r.err);
+      return;
+    }
+    server_ = std::make_unique<test::Process>(
+        std::vector<std::string>{"/usr/sbin/ip", "netns", "exec", ns, "python3", "-c", kServer,
+                                 "5001/tcp", "5002/tcp", "53/udp"});
+    ok_ = wait_for_output(*server_, "ready");
+  }
+  ~Lab() { (void)teardown(); }
+  bool ok() const { return ok_; }
+
+  // The flags that put a jail on this lab's bridge.
+  std::vector<std::string> net(std::vector<std::string> extra = {}) const {
+    std::vector<std::string> f = {"--net",    "bridge", "--bridge", bridge,
+                                  "--subnet", sub4,     "--subnet", sub6};
+    f.insert(f.end(), extra.begin(), extra.end());
+    return f;
+  }
+  // stockade run [net flags + opts] -- /bin/sh -c script, with the attack binary at /attack.
+  std::vector<std::string> jail_argv(const std::vector<std::string>& opts,
+                                     const std::string& script) const {
+    std::vector<std::string> a = {test::stockade_bin(), "run", "-q", "--ro-bind",
+                                  test::attack_bin() + ":/attack"};
+    for (auto& f : net(opts)) a.push_back(f);
+    for (const char* w : {"--", "/bin/sh", "-c"}) a.push_back(w);
+    a.push_back(script);
+    return a;
+  }
+  RunResult jail(const std::vector<std::string>& opts, const std::string& script) const {
+    auto argv = jail_argv(opts, script);
+    return test::run(argv, 60);
+  }
+
+  // Removes the lab; returns what of it is left (nothing, if all went well).
+  std::vector<std::string> teardown() {
+    if (done_) return {};
+    done_ = true;
+    server_.reset();
+    (void)sh(fmt::format("ip netns del {} 2>/dev/null; ip link del {} 2>/dev/null", ns, uplink));
+    auto gc = test::stockade({"gc", "--bridge", bridge});
+    std::vector<std::string> left;
+    if (gc.exit_code != 0) left.push_back("gc failed: " + gc.err);
+    auto links = sh("ip -o link show").out;
+    for (const auto& name : {bridge, uplink})
+      if (links.find(name + ":") != std::string::npos ||
+          links.find(name + "@") != std::string::npos)
+        left.push_back("link " + name);
+    if (links.find("master " + bridge) != std::string::npos) left.push_back("port of " + bridge);
+    if (sh("ip netns list").out.find(ns) != std::string::npos) left.push_back("netns " + ns);
+    auto rules = sh("nft list ruleset").out;
+    if (rules.find(bridge) != std::string::npos) left.push_back("nft mentions " + bridge);
+    if (rules.find(fmt::format("10.213.{}.", n_)) != std::string::npos)
+      left.push_back("nft mentions the lab's addresses");
+    if (::access(("/run/stockade/net/" + bridge).c_str(), F_OK) == 0)
+      left.push_back("state dir of " + bridge);
+    return left;
+  }
+
+  std::string bridge, ns, uplink, sub4, sub6, gw4, gw6, srv4, srv4b, srv6, up4, up6;
+
+ private:
+  int n_ = 0;
+  bool ok_ = false, done_ = false;
+  std::unique_ptr<test::Process> server_;
+};
+
+#define REQUIRE_LAB(lab) \
+  SKIP_UNLESS_ROOT();    \
+  Lab lab;               \
+  REQUIRE(lab.ok())
+
+std::vector<std::string> lines(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t i = 0;
+  for (std::size_t j; (j = s.find('\n', i)) != std::string::npos; i = j + 1)
+    out.push_back(s.substr(i, j - i));
+  if (i < s.size()) out.push_back(s.substr(i));
+  return out;
+}
+
+std::string probe(const std::string& mode, const std::string& addr, const std::string& port) {
+  return fmt::format("/attack {} {} {};", mode, addr, port);
+}
+
+// The jail's addresses from its registry entry.
+std::pair<std::string, std::string> jail_addresses(const test::JailEntry& e) {
+  auto j = nlohmann::json::parse(e.json);
+  return {j["network"]["ipv4"].get<std::string>(), j["network"]["ipv6"].get<std::string>()};
+}
+
+}  // namespace
+
+TEST_CASE("a bridged jail reaches what its policy allows and nothing else, over IPv4 and IPv6",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  auto r = lab.jail({"--egress", lab.srv4 + "/32,tcp,5001", "--egress", lab.srv6 + "/128,tcp,5001"},
+                    probe("connect", lab.srv4, "5001") + probe("connect", lab.srv4, "5002") +
+                        probe("connect", lab.srv4b, "5001") + probe("connect", lab.srv6, "5001") +
+                        probe("connect", lab.srv6, "5002") + probe("connect", lab.up4, "22"));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(lines(r.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "errno=ETIMEDOUT", "ok",
+                                                 "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a bridged jail counts what it was denied, per rule, while it runs", "[root][net]") {
+  REQUIRE_LAB(lab);
+  test::Process p(lab.jail_argv({"--egress", lab.srv4 + "/32,tcp,5001"},
+                                probe("connect", lab.srv4, "5001") +
+                                    probe("connect", lab.srv4, "5002") + "echo done; sleep 30"));
+  REQUIRE(wait_for_output(p, "done", 20));
+  auto entry = test::wait_for_jail(p);
+  REQUIRE(entry);
+  auto inspect = test::stockade({"inspect", entry->id});
+  REQUIRE(inspect.exit_code == 0);
+  auto j = nlohmann::json::parse(inspect.out);
+  auto counters = j["network"]["egress_counters"];
+  REQUIRE(counters.is_array());
+  std::uint64_t allowed = 0, denied = 0;
+  for (auto& c : counters) {
+    std::string rule = c["rule"];
+    if (rule.starts_with("egress 1")) allowed = c["packets"];
+    if (rule == "denied") denied = c["packets"];
+  }
+  CHECK(allowed >= 1);  // the SYN of the allowed connection
+  CHECK(denied >= 2);   // the SYN to 5002 and its retransmission
+  p.signal(SIGTERM);
+  CHECK(p.wait(10) >= 0);
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a bridged jail's DNS goes only to its configured resolvers, whatever else it may reach",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  // A wide rule allows everything to the server network, yet DNS goes to srv4 only.
+  std::string net = fmt::format("10.214.{}.0/24", lab.srv4.substr(7, lab.srv4.rfind('.') - 7));
+  auto r = lab.jail({"--dns", lab.srv4, "--egress", net},
+                    probe("udp-query", lab.srv4, "53") + probe("udp-query", lab.srv4b, "53") +
+                        probe("connect", lab.srv4b, "5001") + "cat /etc/resolv.conf");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  auto l = lines(r.out);
+  REQUIRE(l.size() >= 4);
+  CHECK(l[0] == "ok");
+  CHECK(l[1] == "errno=ETIMEDOUT");
+  CHECK(l[2] == "ok");
+  CHECK_THAT(r.out, Catch::Contains("nameserver " + lab.srv4));
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("another jail on the same bridge is unreachable unless both policies allow it",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  // B listens on 8080 and lets in jails of the lab's network (its own egress rule).
+  test::Process b(lab.jail_argv({"--egress", lab.sub4, "--egress", lab.sub6},
+                                std::string("python3 -c '") + kServer + "' 8080/tcp"));
+  REQUIRE(wait_for_output(b, "ready", 20));
+  auto entry = test::wait_for_jail(b);
+  REQUIRE(entry);
+  auto [b4, b6] = jail_addresses(*entry);
+  // A, root in its netns with CAP_NET_ADMIN, also tries the direct layer-2 path.
+  std::string l2 =
+      fmt::format("ip route add {} dev eth0; ip -6 route add {} dev eth0;", lab.sub4, lab.sub6);
+  auto a = lab.jail({"--cap", "NET_ADMIN"},
+                    probe("connect", b4, "8080") + probe("connect", b6, "8080") + l2 +
+                        probe("connect", b4, "8080") + probe("connect", b6, "8080"));
+  INFO(a.err);
+  CHECK(lines(a.out) == std::vector<std::string>{"errno=ETIMEDOUT", "errno=ETIMEDOUT",
+                                                 "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  // When A's policy allows B too, the connection is made (through the host, never at layer 2).
+  auto both = lab.jail({"--egress", b4 + "/32,tcp,8080", "--egress", b6 + "/128,tcp,8080"},
+                       probe("connect", b4, "8080") + probe("connect", b6, "8080"));
+  CHECK(lines(both.out) == std::vector<std::string>{"ok", "ok"});
+  b.signal(SIGTERM);
+  CHECK(b.wait(10) >= 0);
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a host service on the bridge's address is unreachable from a jail unless allowed",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  // The bridge exists once a jail ran on it.
+  REQUIRE(lab.jail({}, "true").exit_code == 0);
+  int port = 20000 + ::getpid() % 10000;
+  test::Process host({"/usr/bin/python3", "-c", kServer, std::to_string(port) + "/tcp@" + lab.gw4,
+                      std::to_string(port) + "/tcp@" + lab.gw6});
+  REQUIRE(wait_for_output(host, "ready"));
+  auto denied = lab.jail({}, probe("connect", lab.gw4, std::to_string(port)) +
+                                 probe("connect", lab.gw6, std::to_string(port)));
+  CHECK(lines(denied.out) == std::vector<std::string>{"errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  auto allowed = lab.jail({"--egress", lab.gw4 + "/32,tcp," + std::to_string(port)},
+                          probe("connect", lab.gw4, std::to_string(port)));
+  CHECK(lines(allowed.out) == std::vector<std::string>{"ok"});
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a jail that spoofs its source address or MAC gets nothing through", "[root][net]") {
+  REQUIRE_LAB(lab);
+  std::string allow4 = lab.srv4 + "/32,tcp,5001", allow6 = lab.srv6 + "/128,tcp,5001";
+  std::string spoof4 = fmt::format("{}.77", lab.gw4.substr(0, lab.gw4.rfind('.')));
+  std::string spoof6 = lab.gw6.substr(0, lab.gw6.size() - 1) + "77";
+  auto r = lab.jail({"--cap", "NET_ADMIN", "--egress", allow4, "--egress", allow6},
+                    probe("connect", lab.srv4, "5001") +
+                        fmt::format("ip addr add {}/32 dev eth0;", spoof4) +
+                        fmt::format("/attack connect-from {} 5001 {};", lab.srv4, spoof4) +
+                        fmt::format("/attack connect-from {} 5001 {};", lab.srv6, spoof6) +
+                        "ip link set eth0 address 02:00:5e:00:00:77;" +
+                        probe("connect", lab.srv4, "5001") + probe("connect", lab.srv6, "5001"));
+  INFO(r.err);
+  CHECK(lines(r.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "errno=ETIMEDOUT",
+                                                 "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a published port is reachable from the host and another namespace, not from a jail",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  std::string hp = std::to_string(30000 + ::getpid() % 10000);
+  test::Process b(lab.jail_argv({"--publish", hp + ":8080"},
+                                std::string("python3 -c '") + kServer + "' 8080/tcp"));
+  REQUIRE(wait_for_output(b, "ready", 20));
+  REQUIRE(test::wait_for_jail(b));
+  // From the host itself, to its own addresses (v4 and v6).
+  CHECK(test::line(test::attack_on_host("connect", {lab.up4, hp}).out) == "ok");
+  CHECK(test::line(test::attack_on_host("connect", {lab.up6, hp}).out) == "ok");
+  // From the server namespace, as another host on the network would.
+  auto from_ns = test::run(
+      {"/usr/sbin/ip", "netns", "exec", lab.ns, test::attack_bin(), "connect", lab.up4, hp});
+  CHECK(test::line(from_ns.out) == "ok");
+  // Not from another jail through the host's address: jail to jail goes only directly.
+  auto hairpin = lab.jail({}, probe("connect", lab.up4, hp));
+  CHECK(test::line(hairpin.out) == "errno=ETIMEDOUT");
+  // An unpublished port on the same jail stays closed.
+  CHECK(test::line(test::attack_on_host("connect", {lab.up4, "8080"}).out) != "ok");
+  b.signal(SIGTERM);
+  CHECK(b.wait(10) >= 0);
+  // Once the jail is gone, so is the port.
+  CHECK(test::line(test::attack_on_host("connect", {lab.up4, hp}).out) != "ok");
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("50 jails started at once on one bridge get distinct addresses", "[root][net]") {
+  REQUIRE_LAB(lab);
+  std::vector<std::unique_ptr<test::Process>> jails;
+  // Each holds its addresses until all have printed theirs.
+  for (int i = 0; i < 50; ++i)
+    jails.push_back(std::make_unique<test::Process>(lab.jail_argv(
+        {},
+        "ip -o -4 addr show dev eth0; ip -o -6 addr show dev eth0 scope global; echo held; "
+        "sleep 60")));
+  std::set<std::string> v4, v6;
+  int failed = 0;
+  for (auto& j : jails)
+    if (!wait_for_output(*j, "held", 60)) {
+      ++failed;
+      UNSCOPED_INFO(j->err());
+    }
+  for (auto& j : jails) j->signal(SIGTERM);
+  for (auto& j : jails) {
+    j->wait(20);
+    for (auto& l : lines(j->out())) {
+      auto at = l.find("inet");
+      if (at == std::string::npos) continue;
+      std::string addr = l.substr(l.find(' ', at) + 1);
+      addr = addr.substr(0, addr.find(' '));
+      (l.find("inet6") != std::string::npos ? v6 : v4).insert(addr);
+    }
+  }
+  CHECK(failed == 0);
+  CHECK(v4.size() == 50);
+  CHECK(v6.size() == 50);
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("after its supervisor is SIGKILLed, gc removes every network object of the jail",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  // The bridge and tables exist before, so the comparison is about the jail's own objects.
+  REQUIRE(lab.jail({}, "true").exit_code == 0);
+  auto links_before = sh("ip -o link show | cut -d: -f2 | sort").out;
+  auto rules_before = sh("nft -s list ruleset").out;
+  std::string hp = std::to_string(40000 + ::getpid() % 10000);
+  test::Process p(
+      lab.jail_argv({"--publish", hp + ":80", "--egress", lab.srv4 + "/32"}, "echo up; sleep 60"));
+  REQUIRE(wait_for_output(p, "up", 20));
+  auto entry = test::wait_for_jail(p);
+  REQUIRE(entry);
+  REQUIRE(sh("nft list ruleset").out.find(entry->id) != std::string::npos);
+  p.signal(SIGKILL);
+  p.wait(5);
+  CHECK(test::wait_jail_gone(*entry).empty());
+  // Left behind: the jail's chains, map and set elements, neighbours and its lease.
+  CHECK(sh("nft list ruleset").out.find(entry->id) != std::string::npos);
+  auto gc = test::stockade({"gc"});
+  INFO(gc.out << gc.err);
+  CHECK(gc.exit_code == 0);
+  CHECK_THAT(gc.out, Catch::Contains("jail " + entry->id));
+  CHECK(sh("nft -s list ruleset").out == rules_before);
+  CHECK(sh("ip -o link show | cut -d: -f2 | sort").out == links_before);
+  CHECK(sh("ip neigh show dev " + lab.bridge + " nud permanent").out.empty());
+  CHECK(sh("ls /run/stockade/net/" + lab.bridge + " | grep -c lease || true").out == "0\n");
+  CHECK(::access(test::registry_path(entry->id).c_str(), F_OK) != 0);
+  CHECK(lab.teardown().empty());
+}
+
+TEST_CASE("a bridge name stockade did not create is refused and nothing is left half-built",
+          "[root][net]") {
+  SKIP_UNLESS_ROOT();
+  std::string name = "skx" + std::to_string(::getpid() % 100000);
+  REQUIRE(sh("ip link add " + name + " type bridge").exit_code == 0);
+  auto leases = test::lease_entries();
+  auto r = test::stockade({"run", "--net", "bridge", "--bridge", name, "--", "true"});
+  CHECK(r.exit_code == 125);
+  CHECK_THAT(r.err, Catch::Contains("not created by stockade"));
+  CHECK(test::lease_entries() == leases);
+  CHECK(sh("ip -o link show master " + name).out.empty());
+  CHECK(sh("ip -o addr show dev " + name).out.empty());
+  (void)sh("ip link del " + name);
+  (void)test::stockade({"gc", "--bridge", name});
+  CHECK(::access(("/run/stockade/net/" + name).c_str(), F_OK) != 0);
+}
+
+TEST_CASE("one nftables batch adds a jail's objects, each named after it, and one removes them",
+          "[root][net]") {
+  SKIP_UNLESS_ROOT();
+  // In a network namespace of its own, so the host's ruleset is not touched.
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    using namespace netjail::detail;
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
+    auto s = open_nft_socket();
+    if (!s || !ensure_base(*s) || !ensure_base(*s)) ::_exit(11);
+    JailRules j;
+    j.id = "0123456789ab";
+    j.port = "stk0123456789ab";
+    j.mark = 0x70000042;
+    j.mac.b = {2, 0x5e, 0, 0, 0, 9};
+    j.addr4 = *parse_addr("10.231.0.9");
+    j.addr6 = *parse_addr("fd5e::9");
+    j.ll6 = *parse_addr("fe80::5e:ff:fe00:9");
+    j.allow.push_back({*parse_addr("203.0.113.0/24"), 6, 443, 443, "egress 1"});
+    j.publish.push_back({6, 8080, 80});
+    if (!add_jail(*s, j)) ::_exit(12);
+    // A second jail publishing the same host port is refused, atomically.
+    JailRules k = j;
+    k.id = "ba9876543210";
+    k.port = "stkba9876543210";
+    k.mark = 0x70000043;
+    k.addr4 = *parse_addr("10.231.0.10");
+    k.addr6 = *parse_addr("fd5e::10");
+    auto dup = add_jail(*s, k);
+    if (dup || dup.error().err != EADDRINUSE) ::_exit(13);
+    auto ids = jail_ids(*s);
+    if (!ids || *ids != std::vector<std::string>{j.id}) ::_exit(14);
+    FILE* f = ::popen("nft list ruleset", "r");
+    std::string text;
+    char buf[4096];
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) text.append(buf, n);
+    ::pclose(f);
+    // Every element and chain of the jail names it.
+    for (const char* want : {"jump jail_0123456789ab", "jump peer_0123456789ab",
+                             "comment \"jail 0123456789ab\" : 10.231.0.9 . 80",
+                             "\"stk0123456789ab\" . 02:5e:00:00:00:09 . 10.231.0.9"})
+      if (text.find(want) == std::string::npos) ::_exit(15);
+    if (text.find("ba9876543210") != std::string::npos) ::_exit(16);
+    if (!del_jail(*s, j) || !del_jail(*s, j)) ::_exit(17);  // twice: the second finds nothing
+    f = ::popen("nft list ruleset", "r");
+    text.clear();
+    while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) text.append(buf, n);
+    ::pclose(f);
+    if (text.find("0123456789ab") != std::string::npos) ::_exit(18);
+    ::_exit(0);
+  }
+  REQUIRE(pid > 0);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+}
