@@ -244,9 +244,24 @@ Result<int> ensure_bridge_and_tables(const std::string& dir, const policy::Netwo
                 "bridge '{}' serves {} but this jail asks for {} {}; use another bridge name or "
                 "the same subnets",
                 pol.bridge, have.substr(0, have.size() - 1), pol.subnet4, pol.subnet6);
-  int index = TRY(ensure_bridge(rs, {pol.bridge, net.gw4, net.gw6}));
-  TRY(ensure_base(nft));
-  TRY(add_bridge(nft, pol.bridge));
+  // A bridge set up before (the marker file says so) is taken as it is: ensuring its addresses
+  // and sysctls takes a few netlink round trips on every start.
+  std::string marker = dir + "/registered";
+  int index = 0;
+  if (::access(marker.c_str(), F_OK) == 0)
+    if (auto i = link_index(rs, pol.bridge)) index = *i;
+  if (index == 0) index = TRY(ensure_bridge(rs, {pol.bridge, net.gw4, net.gw6}));
+  // A failed (refused) nftables batch costs 10-20 ms, so the bridge's element is added once,
+  // remembered by the marker file, which gc removes with the bridge.
+  if (!TRY(base_exists(nft))) {
+    TRY(ensure_base(nft));
+    (void)::unlink(marker.c_str());  // fresh tables: the bridge is not in them yet
+  }
+  if (::access(marker.c_str(), F_OK) != 0) {
+    TRY(add_bridge(nft, pol.bridge));
+    UniqueFd m{sys::open(marker.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)};
+    if (!m) return fail(errno, "create '{}'", marker);
+  }
   return index;
 }
 

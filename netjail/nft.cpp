@@ -259,8 +259,9 @@ struct SetDef {
 
 class Batch {
  public:
-  explicit Batch(NftSocket& s) : s_(s), buf_(kSize) {
-    b_ = mnl_nlmsg_batch_start(buf_.data(), kSize - kSlack);
+  // size: enough for every message (a rule with its expressions is well under 1 KiB).
+  explicit Batch(NftSocket& s, std::size_t size = 64 << 10) : s_(s), buf_(new char[size + kSlack]) {
+    b_ = mnl_nlmsg_batch_start(buf_.get(), size);
     nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(b_)), s_.next_seq());
     next();
   }
@@ -387,16 +388,16 @@ class Batch {
     if (mnl_socket_sendto(s_.get(), mnl_nlmsg_batch_head(b_), mnl_nlmsg_batch_size(b_)) < 0)
       return fail(errno, "send nftables batch");
     // nfnetlink handles the batch inside sendmsg, so every answer is queued by now.
-    std::vector<char> rx(MNL_SOCKET_BUFFER_SIZE * 4);
+    std::unique_ptr<char[]> rx(new char[kRx]);
     std::optional<common::Error> first;
     std::size_t answers = 0;
     int fd = mnl_socket_get_fd(s_.get());
     while (answers < what_.size()) {
-      ssize_t n = ::recv(fd, rx.data(), rx.size(), MSG_DONTWAIT);
+      ssize_t n = ::recv(fd, rx.get(), kRx, MSG_DONTWAIT);
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) break;
       int len = static_cast<int>(n);
-      for (auto* nlh = reinterpret_cast<nlmsghdr*>(rx.data()); mnl_nlmsg_ok(nlh, len);
+      for (auto* nlh = reinterpret_cast<nlmsghdr*>(rx.get()); mnl_nlmsg_ok(nlh, len);
            nlh = mnl_nlmsg_next(nlh, &len)) {
         if (nlh->nlmsg_type != NLMSG_ERROR) continue;
         ++answers;
@@ -411,7 +412,8 @@ class Batch {
   }
 
  private:
-  static constexpr std::size_t kSize = 1 << 20, kSlack = 64 << 10;
+  static constexpr std::size_t kSlack = 64 << 10;  // room for the message that overflows
+  static constexpr std::size_t kRx = 64 << 10;
   nlmsghdr* hdr(std::uint16_t type, int family, std::uint16_t flags, std::string what) {
     std::uint32_t seq = s_.next_seq();
     what_[seq] = std::move(what);
@@ -422,7 +424,7 @@ class Batch {
     if (!mnl_nlmsg_batch_next(b_)) overflow_ = true;
   }
   NftSocket& s_;
-  std::vector<char> buf_;
+  std::unique_ptr<char[]> buf_;  // not zeroed: libmnl writes every byte it sends
   mnl_nlmsg_batch* b_ = nullptr;
   std::map<std::uint32_t, std::string> what_;
   std::uint32_t set_id_ = 0;
@@ -783,8 +785,31 @@ Result<NftSocket> open_nft_socket() {
   return s;
 }
 
+Result<bool> base_exists(NftSocket& s) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  std::uint32_t seq = s.next_seq();
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, kInet, NLM_F_ACK, seq);
+  TablePtr t{nftnl_table_alloc()};
+  nftnl_table_set_str(t.get(), NFTNL_TABLE_NAME, kInetTable);
+  nftnl_table_nlmsg_build_payload(nlh, t.get());
+  if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables");
+  std::uint32_t portid = mnl_socket_get_portid(s.get());
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
+    if (n < 0) return fail(errno, "nftables");
+    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, nullptr, nullptr);
+    if (r < 0) {
+      if (errno == ENOENT) return false;
+      return fail(errno, "look for table inet {}", kInetTable);
+    }
+    if (r == MNL_CB_STOP) return true;
+  }
+}
+
 Result<void> ensure_base(NftSocket& s) {
-  Batch b(s);
+  // An aborted batch costs the kernel 10-20 ms: ask first, create only if missing.
+  if (TRY(base_exists(s))) return {};
+  Batch b(s, 256 << 10);
   inet_base(b);
   bridge_base(b);
   auto r = b.commit();
@@ -822,7 +847,7 @@ Result<void> delete_base(NftSocket& s) {
 }
 
 Result<void> add_jail(NftSocket& s, const JailRules& j) {
-  Batch b(s);
+  Batch b(s, (64 << 10) + (j.allow.size() + j.peers.size()) * 1024);
   jail_objects(b, j, true);
   auto r = b.commit();
   if (!r && r.error().err == EEXIST && r.error().what.starts_with("element of publish"))
@@ -832,7 +857,7 @@ Result<void> add_jail(NftSocket& s, const JailRules& j) {
 
 Result<void> del_jail(NftSocket& s, const JailRules& j) {
   {
-    Batch b(s);
+    Batch b(s, (64 << 10) + j.publish.size() * 1024);
     jail_objects(b, j, false);
     if (b.commit()) return {};
   }

@@ -76,8 +76,10 @@ class NftSocket {
 
 common::Result<NftSocket> open_nft_socket();
 
+// True if stockade's inet table exists.
+common::Result<bool> base_exists(NftSocket& s);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
-// exists already (then nothing changes: the batch is refused as a whole).
+// exists already. (A racing creator's batch is refused as a whole.)
 common::Result<void> ensure_base(NftSocket& s);
 // Adds or removes a bridge name in the set the base chains match on.
 common::Result<void> add_bridge(NftSocket& s, const std::string& bridge);
