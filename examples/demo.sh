@@ -16,7 +16,15 @@ if [ ! -x "$stockade" ]; then
 fi
 
 secret=/tmp/demo-secret-$$
-cleanup() { rm -f "$secret"; }
+# Section 9's lab: a "server" namespace behind the host, and a bridge, both the demo's own.
+lab_ns=skdemo-srv$$ lab_up=skdemou$$ lab_br=skdemob$$ lab_pid=
+cleanup() {
+  rm -f "$secret"
+  [ -n "$lab_pid" ] && kill "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null
+  ip netns del "$lab_ns" 2>/dev/null
+  ip link del "$lab_up" 2>/dev/null
+  "$stockade" gc --bridge "$lab_br" >/dev/null 2>&1
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -129,6 +137,53 @@ verdict=blocked; [ "$(echo ${root_caps#*:})" = 0000000000000000 ] || verdict=all
 check blocked "$verdict" "capabilities, root inside" "CapEff $(caps "$root_caps") (host root: ${host_caps##*[[:space:]]})"
 verdict=allowed; [ "$(echo ${user_caps#*:})" = 0000000000000400 ] || verdict=blocked
 check allowed "$verdict" "capabilities, uid 1000 with the cap" "CapEff $(caps "$user_caps") (--cap NET_BIND_SERVICE)"
+
+# 9. Networking: a bridged jail whose egress policy allows one service of a "server" namespace
+# (standing in for the internet; the demo creates it behind the host, 10.220.0.0/24).
+if ip netns add "$lab_ns" 2>/dev/null; then
+  ip link add "$lab_up" type veth peer name up0 netns "$lab_ns"
+  ip addr add 10.220.0.254/24 dev "$lab_up" && ip link set "$lab_up" up
+  echo 1 >"/proc/sys/net/ipv4/conf/$lab_up/forwarding"  # this link only, not host-wide
+  ip -n "$lab_ns" addr add 10.220.0.1/24 dev up0
+  ip -n "$lab_ns" link set up0 up && ip -n "$lab_ns" link set lo up
+  ip -n "$lab_ns" route add default via 10.220.0.254
+  ip netns exec "$lab_ns" python3 -c 'import socket, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True: s.accept()[0].close()
+for p in (8443, 9000): threading.Thread(target=serve, args=(p,), daemon=True).start()
+threading.Event().wait()' &
+  lab_pid=$!
+  sleep 0.3
+  probe='import socket, sys
+for port in (8443, 9000):
+    try:
+        socket.create_connection(("10.220.0.1", port), timeout=2).close(); print(port, "connected")
+    except OSError as e:
+        print(port, "no answer" if isinstance(e, socket.timeout) else e.strerror)
+sys.stdout.flush()
+import time; time.sleep(3)'
+  "$stockade" run -q --net bridge --bridge "$lab_br" --subnet 10.219.0.0/24 \
+    --egress 10.220.0.1/32,tcp,8443 -- python3 -c "$probe" >"$secret.net" 2>&1 &
+  jail_pid=$!
+  for _ in $(seq 50); do [ "$(wc -l <"$secret.net")" -ge 2 ] && break; sleep 0.1; done
+  id=$("$stockade" ps --json | python3 -c 'import json, sys
+for j in json.load(sys.stdin):
+    if j.get("network", {}).get("bridge") == sys.argv[1]: print(j["id"])' "$lab_br")
+  counters=$("$stockade" inspect "$id" 2>/dev/null | python3 -c 'import json, sys
+c = {x["rule"]: x["packets"] for x in json.load(sys.stdin)["network"]["egress_counters"]}
+allowed = sum(v for k, v in c.items() if k.startswith("egress 1"))
+print("allow rule", allowed, "packets, denied", c.get("denied", 0), "packets")')
+  wait "$jail_pid"
+  out=$(cat "$secret.net"); rm -f "$secret.net"
+  verdict=blocked; echo "$out" | grep -q "^8443 connected" && verdict=allowed
+  check allowed "$verdict" "connect to the allowed 10.220.0.1:8443" "egress 10.220.0.1/32,tcp,8443"
+  verdict=blocked; echo "$out" | grep -q "^9000 connected" && verdict=allowed
+  check blocked "$verdict" "connect to 10.220.0.1:9000" "$(echo "$out" | grep ^9000); nftables: ${counters:-no counters}"
+else
+  line "-" skipped "bridged networking" "cannot create a network namespace here"
+fi
 
 echo
 if [ "$failures" -eq 0 ]; then
