@@ -227,6 +227,16 @@ TEST_CASE("a bridged jail counts what it was denied, per rule, while it runs", "
   }
   CHECK(allowed >= 1);  // the SYN of the allowed connection
   CHECK(denied >= 2);   // the SYN to 5002 and its retransmission
+  // The denial reached the audit log with the jail's mark (its host uid), for the watcher; only
+  // where auditing is on (the host's setting, which tests leave alone).
+  if (sh("auditctl -s").out.find("enabled 1") != std::string::npos) {
+    std::string mark = fmt::format("mark={:#x} ", entry->host_uid);
+    auto logged =
+        sh("{ dmesg; cat /var/log/audit/audit.log 2>/dev/null; } | grep -c '" + mark + "'");
+    CHECK(std::atoi(logged.out.c_str()) >= 1);
+  } else {
+    WARN("auditing is off on this host: the denied packet's audit record is not checked");
+  }
   p.signal(SIGTERM);
   CHECK(p.wait(10) >= 0);
   CHECK(lab.teardown().empty());
@@ -248,6 +258,11 @@ TEST_CASE("a bridged jail's DNS goes only to its configured resolvers, whatever 
   CHECK(l[1] == "errno=ETIMEDOUT");
   CHECK(l[2] == "ok");
   CHECK_THAT(r.out, Catch::Contains("nameserver " + lab.srv4));
+  // A host allowed by name: resolved when the jail starts (here a literal), pinned in /etc/hosts.
+  auto host = lab.jail({"--allow-host", lab.srv4b}, probe("connect", lab.srv4b, "5002") +
+                                                        probe("connect", lab.srv4, "5002") +
+                                                        "grep -c " + lab.srv4b + " /etc/hosts");
+  CHECK(lines(host.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "1"});
   CHECK(lab.teardown().empty());
 }
 
@@ -312,6 +327,63 @@ TEST_CASE("a jail that spoofs its source address or MAC gets nothing through", "
   INFO(r.err);
   CHECK(lines(r.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "errno=ETIMEDOUT",
                                                  "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  CHECK(lab.teardown().empty());
+}
+
+// Forged ARP and neighbour advertisements, sent raw from inside a jail with CAP_NET_RAW: each
+// claims another jail's address for the sender's MAC.
+const char* kForge = R"PY(
+import socket, struct, sys
+def csum(data):
+    if len(data) % 2: data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+victim4, victim6 = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(("eth0", 0))
+mac = s.getsockname()[4]
+bcast = b"\xff" * 6
+ip4 = socket.inet_aton(victim4)
+arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, mac, ip4, bcast, ip4)
+v6 = socket.inet_pton(socket.AF_INET6, victim6)
+ll = bytes([0xfe, 0x80] + [0] * 6 + [mac[0] ^ 2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]])
+allnodes = socket.inet_pton(socket.AF_INET6, "ff02::1")
+na = struct.pack("!BBHI16sBB6s", 136, 0, 0, 0xa0000000, v6, 2, 1, mac)
+pseudo = ll + allnodes + struct.pack("!I3xB", len(na), 58)
+na = na[:2] + struct.pack("!H", csum(pseudo + na)) + na[4:]
+ip6 = struct.pack("!IHBB16s16s", 0x60000000, len(na), 58, 255, ll, allnodes) + na
+for _ in range(3):
+    s.send(bcast + mac + b"\x08\x06" + arp)
+    s.send(b"\x33\x33\x00\x00\x00\x01" + mac + b"\x86\xdd" + ip6)
+print("sent")
+)PY";
+
+TEST_CASE("a jail's forged ARP and neighbour advertisements change nothing on the host",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  test::Process b(lab.jail_argv({}, "echo up; sleep 30"));
+  REQUIRE(wait_for_output(b, "up", 20));
+  auto entry = test::wait_for_jail(b);
+  REQUIRE(entry);
+  auto [b4, b6] = jail_addresses(*entry);
+  auto neigh = [&] {
+    return sh("ip neigh show dev " + lab.bridge + " to " + b4 + "; ip -6 neigh show dev " +
+              lab.bridge + " to " + b6)
+        .out;
+  };
+  auto before = neigh();
+  REQUIRE_THAT(before, Catch::Contains("PERMANENT"));
+  auto a =
+      lab.jail({"--cap", "NET_RAW"}, std::string("python3 -c '") + kForge + "' " + b4 + " " + b6);
+  INFO(a.err);
+  CHECK(test::line(a.out) == "sent");
+  CHECK(neigh() == before);
+  // The forged ARP was stopped at the port (the bridge table counts it).
+  auto rules = sh("nft list chain bridge stockade_l2 prerouting | grep 'ARP sender spoofed'").out;
+  CHECK_THAT(rules, !Catch::Contains("packets 0 "));
+  b.signal(SIGTERM);
+  CHECK(b.wait(10) >= 0);
   CHECK(lab.teardown().empty());
 }
 
