@@ -254,6 +254,10 @@ TEST_CASE("a rootless run maps uid 0 in the jail to the caller's own uid and not
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator(runtime + "/stockade/jails", ec))
     FAIL("left behind: " << e.path());
+  // A bridged network needs root: refused, saying so, with nothing built.
+  auto bridged = test::stockade({"run", "-q", "--net", "bridge", "--", "/bin/true"}, as_nobody);
+  CHECK(bridged.exit_code == 125);
+  CHECK_THAT(bridged.err, Catch::Contains("needs root"));
 }
 
 TEST_CASE("a bind source that is a symlink planted by another user is not followed",

@@ -41,7 +41,8 @@ def serve(fam, kind, addr, port):
 def loop(s):
     while True:
         if s.type == socket.SOCK_STREAM:
-            c, _ = s.accept(); c.close()
+            c, peer = s.accept(); c.close()
+            print("from", peer[0], flush=True)
         else:
             d, a = s.recvfrom(64); s.sendto(d, a)
 socks = []
@@ -110,6 +111,7 @@ class Lab {
   }
   ~Lab() { (void)teardown(); }
   bool ok() const { return ok_; }
+  std::string server_out() const { return server_ ? server_->out() : ""; }
 
   // The flags that put a jail on this lab's bridge.
   std::vector<std::string> net(std::vector<std::string> extra = {}) const {
@@ -203,6 +205,10 @@ TEST_CASE("a bridged jail reaches what its policy allows and nothing else, over 
   REQUIRE(r.exit_code == 0);
   CHECK(lines(r.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "errno=ETIMEDOUT", "ok",
                                                  "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  // NAT out: the server saw the host's uplink addresses, not the jail's.
+  CHECK_THAT(lab.server_out(), Catch::Contains("from " + lab.up4) &&
+                                   Catch::Contains("from " + lab.up6) &&
+                                   !Catch::Contains("from 10.213."));
   CHECK(lab.teardown().empty());
 }
 
