@@ -58,11 +58,12 @@ print("ready", flush=True)
 threading.Event().wait()
 )PY";
 
-bool wait_for_output(const test::Process& p, const std::string& text, double timeout_s = 10) {
+// Polls p's output for text; false once p has ended without printing it, or after timeout_s.
+bool wait_for_output(test::Process& p, const std::string& text, double timeout_s = 10) {
   auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
   while (std::chrono::steady_clock::now() < end) {
     if (p.out().find(text) != std::string::npos) return true;
-    if (p.done()) return false;
+    if (p.wait(0) >= 0) return p.out().find(text) != std::string::npos;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return false;
