@@ -38,7 +38,9 @@ json to_j(const JailRecord& r) {
               {"command", r.command},
               {"hostname", r.hostname},
               {"net", r.net},
-              {"policy_digest", r.policy_digest}};
+              {"policy_digest", r.policy_digest},
+              {"cgroup_version", r.cgroup_version},
+              {"cgroups", r.cgroups}};
 }
 
 JailRecord from_j(const json& j) {
@@ -57,6 +59,8 @@ JailRecord from_j(const json& j) {
   r.hostname = j.value("hostname", "");
   r.net = j.value("net", "");
   r.policy_digest = j.value("policy_digest", "");
+  r.cgroup_version = j.value("cgroup_version", "");
+  r.cgroups = j.value("cgroups", std::vector<std::string>{});
   return r;
 }
 

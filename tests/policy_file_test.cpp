@@ -145,6 +145,10 @@ TEST_CASE("a policy using every section loads with the values it names", "[polic
   CHECK(spec->cgroup.memory_bytes == 1ull << 30);
   CHECK(spec->cgroup.pids == 256u);
   CHECK(spec->cgroup.cpu_ms_per_sec == 500u);
+  REQUIRE(spec->devices.size() == 2);
+  CHECK(spec->devices[0].path == "/dev/fuse");
+  CHECK(spec->devices[0].access == "rwm");
+  CHECK(spec->devices[1].access == "rw");
   REQUIRE(spec->network.egress.size() == 3);
   CHECK(spec->network.egress[0].port_first == 8000);
   CHECK(spec->network.egress[0].port_last == 8100);
