@@ -285,11 +285,16 @@ Result<std::vector<cgroup::DeviceRule>> device_rules(const policy::JailSpec& spe
   return out;
 }
 
-// The jail's cgroup, as root: the policy's limits plus the default pids limit. Rootless jails
-// get none (check_enforceable refused explicit limits already).
-Result<cgroup::JailCgroup> make_cgroup(const policy::JailSpec& spec, const std::string& id,
-                                       bool rootless) {
-  if (rootless) return cgroup::JailCgroup{};
+// What the jail's cgroup will be, as root: the policy's limits plus the default pids limit.
+// Rootless jails get none (check_enforceable refused explicit limits already).
+struct CgroupRequest {
+  cgroup::Plan plan;
+  cgroup::Limits limits;
+};
+
+Result<std::optional<CgroupRequest>> plan_cgroup(const policy::JailSpec& spec,
+                                                 const std::string& id, bool rootless) {
+  if (rootless) return std::nullopt;
   cgroup::Limits limits;
   limits.memory_bytes = spec.cgroup.memory_bytes;
   limits.pids = spec.cgroup.pids.value_or(policy::kDefaultPidsLimit);
@@ -299,11 +304,11 @@ Result<cgroup::JailCgroup> make_cgroup(const policy::JailSpec& spec, const std::
   if (!plan) {
     // The default pids limit is a safety net, not a request: a host without a usable pids
     // controller still runs jails (RLIMIT_NPROC remains); anything the policy asked for fails.
-    if (!spec.cgroup.pids && !spec.cgroup.any() && spec.devices.empty())
-      return cgroup::JailCgroup{};
+    if (!spec.cgroup.any() && spec.devices.empty()) return std::nullopt;
     return std::unexpected(plan.error());
   }
-  return cgroup::create(*plan, limits, crash_point);
+  if (plan->version == cgroup::Version::kNone) return std::nullopt;
+  return CgroupRequest{std::move(*plan), std::move(limits)};
 }
 
 std::string size_text(std::uint64_t b) {
@@ -330,9 +335,9 @@ const std::vector<std::string>& crash_points() {
       "after-plan",
       "after-lease",
       "after-registry-dir",
+      "after-clone",
       "after-cgroup-dir",
       "after-cgroup-create",
-      "after-clone",
       "after-cgroup-attach",
       "after-id-maps",
       "after-go",
@@ -374,11 +379,17 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
   crash_point("after-registry-dir");
 
-  // Made before clone: limits are in force before the jail runs anything, and on v2 the child
-  // is born inside (CLONE_INTO_CGROUP). Declared before the child so it is removed after it.
-  cgroup::JailCgroup cg = TRY(make_cgroup(spec, id, rootless));
-  crash_point("after-cgroup-create");
-  plan->unshare_cgroupns = cg.active();
+  // Limits are in force before the jail runs anything of its own. On v2 the cgroup is made
+  // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made after
+  // clone, while the child opens its bind sources on the other CPU, and the child is moved in
+  // before 'G'. Declared before the child, so it is removed after the child is gone.
+  auto cg_request = TRY(plan_cgroup(spec, id, rootless));
+  std::optional<cgroup::JailCgroup> cg;
+  if (cg_request && cg_request->plan.version == cgroup::Version::kV2) {
+    cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
+    crash_point("after-cgroup-create");
+  }
+  plan->unshare_cgroupns = cg_request.has_value();
 
   UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
   if (!sigfd) return fail(errno, "signalfd");
@@ -393,10 +404,10 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
   // cgroup; one made here would be rooted at the supervisor's.
   args.flags =
-      (cg.active() ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
-  if (cg.clone_fd() >= 0) {
+      (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
+  if (cg && cg->clone_fd() >= 0) {
     args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<std::uint64_t>(cg.clone_fd());
+    args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());
   }
   args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
@@ -407,8 +418,12 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   child_sock.reset();
   crash_point("after-clone");
 
+  if (cg_request && !cg) {
+    cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
+    crash_point("after-cgroup-create");
+  }
   // v1: into every hierarchy before the child may run anything of the jail's ('G').
-  TRY(cg.attach(pid));
+  if (cg) TRY(cg->attach(pid));
   crash_point("after-cgroup-attach");
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   crash_point("after-id-maps");
@@ -435,9 +450,9 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     rec.command = spec.argv;
     rec.hostname = spec.hostname;
     rec.net = spec.net == policy::NetMode::kNone ? "none" : "loopback";
-    if (cg.active()) {
-      rec.cgroup_version = cgroup::version_name(cg.plan().version);
-      rec.cgroups = cg.plan().dirs;
+    if (cg) {
+      rec.cgroup_version = cgroup::version_name(cg->plan().version);
+      rec.cgroups = cg->plan().dirs;
     }
     TRY_CTX(common::registry::write(reg_dir, rec), "registry");
     entry.emplace(reg_dir, id);
@@ -450,7 +465,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   Watch w = watch_jail(child, sock.get(), sigfd.get(), spec);
   crash_point("after-reap");
   auto outcome = conclude(*plan, spec, w);
-  if (outcome) add_oom_note(spec, cg, *outcome);
+  if (outcome && cg) add_oom_note(spec, *cg, *outcome);
   crash_point("after-oom-check");
 
   // Teardown in the order the guards would do it, spelt out so the crash points sit between
@@ -458,8 +473,10 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   crash_point("after-conclude");
   entry.reset();
   crash_point("after-registry-remove");
-  if (auto removed = cg.remove(crash_point); !removed && outcome)
-    common::log::warn("{}, ignoring (stockade gc removes it)", removed.error().message());
+  if (cg) {
+    if (auto removed = cg->remove(crash_point); !removed && outcome)
+      common::log::warn("{}, ignoring (stockade gc removes it)", removed.error().message());
+  }
   crash_point("after-cgroup-remove");
   crash_point("before-lease-release");
   lease.reset();
