@@ -268,6 +268,15 @@ Result<Plan> plan_jail(const Layout& layout, const Limits& limits, const std::st
       plan.parents.push_back(base);
       plan.dirs.push_back(base + "/" + id);
     }
+    // CPU time used, for ps/inspect: v1 counts it in cpuacct, which may be mounted on its own.
+    auto cpu = layout.v1.find("cpu"), acct = layout.v1.find("cpuacct");
+    if (limits.cpu_ms_per_sec && cpu != layout.v1.end() && acct != layout.v1.end() &&
+        acct->second != cpu->second) {
+      std::string base = join_path(acct->second, parent);
+      plan.controllers.push_back("cpuacct");
+      plan.parents.push_back(base);
+      plan.dirs.push_back(base + "/" + id);
+    }
     return plan;
   }
   if (layout.v2.empty())

@@ -86,7 +86,8 @@ TEST_CASE("on a hybrid host every limit goes to its v1 hierarchy under stockade/
   CHECK(plan->version == cgroup::Version::kV1);
   CHECK(plan->dirs == std::vector<std::string>{"/sys/fs/cgroup/pids/stockade/abc123",
                                                "/sys/fs/cgroup/memory/stockade/abc123",
-                                               "/sys/fs/cgroup/cpu/stockade/abc123"});
+                                               "/sys/fs/cgroup/cpu/stockade/abc123",
+                                               "/sys/fs/cgroup/cpuacct/stockade/abc123"});
   auto w = writes_text(cgroup::limit_writes(*plan, all_limits()));
   CHECK(w == std::vector<std::string>{
                  "/sys/fs/cgroup/pids/stockade/abc123/pids.max=32",

@@ -3,8 +3,11 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "cgroup/cgroup.hpp"
+#include "common/registry.hpp"
 #include "supervisor/supervisor.hpp"
 #include "tests/support.hpp"
 
@@ -165,4 +169,66 @@ TEST_CASE("gc --dry-run lists a dead jail's objects and removes nothing", "[root
   CHECK(text.exit_code == 0);
   CHECK(text.out.find("removed cgroup") != std::string::npos);
   CHECK(crash_range_leftovers().empty());
+}
+
+TEST_CASE("a reconciler plugged into gc has the objects of dead jails removed and no others",
+          "[gc]") {
+  test::TempDir dir;
+  std::string reg = dir.path() + "/jails", leases = dir.path() + "/leases";
+  REQUIRE(::mkdir(reg.c_str(), 0700) == 0);
+  REQUIRE(::mkdir(leases.c_str(), 0700) == 0);
+  // A supervisor pid that surely exists no more: a child we reaped.
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  REQUIRE(dead > 0);
+  REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+  common::registry::JailRecord gone, running;
+  gone.id = "00000000dead";
+  gone.supervisor_pid = dead;
+  gone.rootless = true;
+  running.id = "0000000a11fe";
+  running.supervisor_pid = ::getpid();
+  running.rootless = true;
+  REQUIRE(common::registry::write(reg, gone));
+  REQUIRE(common::registry::write(reg, running));
+
+  std::vector<std::string> removed_names;
+  supervisor::GcReconciler veths = [&](const supervisor::GcOptions&) {
+    std::vector<supervisor::GcObject> out;
+    for (const auto* id : {&gone.id, &running.id}) {
+      std::string name = "stk" + *id;
+      out.push_back({"veth", *id, name, [&removed_names, name]() -> common::Result<void> {
+                       removed_names.push_back(name);
+                       return {};
+                     }});
+    }
+    return out;
+  };
+  supervisor::GcOptions opts;
+  opts.registry_dir = reg;
+  opts.lease_dir = leases;
+  opts.cgroup_parent = "stockade-test-no-such-parent";  // the host's cgroups are not ours here
+  opts.dry_run = true;
+  auto dry = supervisor::gc(opts, {veths});
+  REQUIRE(dry);
+  CHECK(dry->removed.size() == 2);
+  CHECK(removed_names.empty());
+  CHECK(exists(reg + "/" + gone.id + ".json"));
+
+  opts.dry_run = false;
+  auto result = supervisor::gc(opts, {veths});
+  REQUIRE(result);
+  std::set<std::string> kinds;
+  for (auto& o : result->removed) {
+    CHECK(o.jail_id == gone.id);
+    kinds.insert(o.kind);
+  }
+  CHECK(kinds == std::set<std::string>{"veth", "registry"});
+  // Plug-ins go first: network objects before the registry entry that names them.
+  REQUIRE(!result->removed.empty());
+  CHECK(result->removed.front().kind == "veth");
+  CHECK(removed_names == std::vector<std::string>{"stk" + gone.id});
+  CHECK(!exists(reg + "/" + gone.id + ".json"));
+  CHECK(exists(reg + "/" + running.id + ".json"));
+  CHECK(std::find(result->live.begin(), result->live.end(), running.id) != result->live.end());
 }
