@@ -409,7 +409,7 @@ Result<JailCgroup> create(const Plan& plan, const Limits& limits, void (*step)(c
   }
   for (auto& w : limit_writes(plan, limits)) {
     auto ok = write_file(w.path, w.text);
-    if (!ok && errno == ENOENT && w.path.ends_with("/memory.swap.max"))
+    if (!ok && ok.error().err == ENOENT && w.path.ends_with("/memory.swap.max"))
       continue;  // no swap control
     if (!ok && w.path.ends_with("/memory.memsw.limit_in_bytes") && ok.error().err == ENOENT)
       continue;  // swap accounting off: there is no swap to limit

@@ -138,8 +138,9 @@ int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
   }
   if (::geteuid() != 0)
     log::info(
-        "running without root: the jail maps to your own uid (no host uid lease) and only "
-        "--net none|loopback is available");
+        "running without root: the jail maps to your own uid (no host uid lease), has no cgroup "
+        "(no pids limit but RLIMIT_NPROC over all your processes) and only --net "
+        "none|loopback is available");
   auto outcome = supervisor::run(*spec);
   if (!outcome) {
     log::error("{}", outcome.error().message());

@@ -24,8 +24,28 @@ using common::Result;
 using common::UniqueFd;
 namespace registry = common::registry;
 
+// A registry write interrupted by a crash leaves ".ID.tmp" (registry::write renames it into place).
+void list_registry_temporaries(const GcOptions& o, std::vector<GcObject>& out) {
+  DIR* d = ::opendir(o.registry_dir.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.size() <= 5 || n[0] != '.' || !n.ends_with(".tmp")) continue;
+    std::string id = n.substr(1, n.size() - 5);
+    if (!cgroup::is_jail_name(id)) continue;
+    std::string path = o.registry_dir + "/" + n;
+    out.push_back({"registry", id, path, [path]() -> Result<void> {
+                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                       return fail(errno, "remove '{}'", path);
+                     return {};
+                   }});
+  }
+  ::closedir(d);
+}
+
 std::vector<GcObject> list_registry(const GcOptions& o) {
   std::vector<GcObject> out;
+  list_registry_temporaries(o, out);
   for (auto& rec : registry::list(o.registry_dir)) {
     std::string dir = o.registry_dir, id = rec.id;
     out.push_back({"registry", id, dir + "/" + id + ".json",

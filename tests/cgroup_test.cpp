@@ -230,6 +230,18 @@ TEST_CASE("a fork bomb inside a jail stops at the pids limit and the host can st
   CHECK(jail_cgroup_dirs() == before);
 }
 
+TEST_CASE(
+    "under the default pids limit a jail runs 300 processes at once, as a parallel build does",
+    "[root][cgroup]") {
+  SKIP_UNLESS_ROOT();
+  auto r = test::stockade({"run", "-q", "--", "/bin/sh", "-c",
+                           "i=0; while [ $i -lt 300 ]; do sleep 1 & i=$((i+1)); done; wait; "
+                           "echo all-ran"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(test::line(r.out) == "all-ran");
+}
+
 TEST_CASE("a memory hog is OOM-killed at its limit and the supervisor says why", "[root][cgroup]") {
   SKIP_UNLESS_ROOT();
   auto before = jail_cgroup_dirs();

@@ -70,6 +70,9 @@ void check_nothing_left(const test::JailEntry& jail, int stockade_mounts_before,
   CHECK(test::host_mounts_mentioning(jail.id) == 0);
   CHECK(test::host_mounts_mentioning(bind_source) == 0);
   CHECK(test::host_mounts_mentioning("stockade") == stockade_mounts_before);
+  // Its cgroup directories went with it.
+  auto entry = nlohmann::json::parse(jail.json);
+  for (auto& d : entry.value("cgroups", std::vector<std::string>{})) CHECK(!exists(d));
 }
 
 // A jail whose workload (sh) waits for the host to create <dir>/go, then exits 3.
