@@ -272,15 +272,15 @@ TEST_CASE("stockade check prints the effective policy, or the error with exit 2"
 }
 
 TEST_CASE("a rejected policy changes nothing on the host", "[policy]") {
-  auto jails = test::registry_entries();
-  auto leases = test::lease_entries();
+  auto jails = test::registry_entries_left_behind();
+  auto leases = test::leases_left_behind();
   for (const char* name : {"bad/mount_src_missing.toml", "bad/network_none_egress.toml",
                            "good/bridge.toml", "good/everything.toml"}) {
     INFO(name);
     auto r = test::stockade({"run", "--policy", kPolicies + "/" + name, "--", "true"});
     CHECK(r.exit_code == 2);
-    CHECK(test::registry_entries() == jails);
-    CHECK(test::lease_entries() == leases);
+    CHECK(test::registry_entries_left_behind() == jails);
+    CHECK(test::leases_left_behind() == leases);
   }
   auto r = test::stockade({"run", "--policy", kExamples + "/tenant-a.toml"});
   CHECK(r.exit_code == 2);
@@ -303,5 +303,5 @@ TEST_CASE("the example policies run as they say", "[policy][root]") {
   auto limited = test::stockade(
       {"run", "-q", "--policy", kExamples + "/untrusted.toml", "--", "/bin/sleep", "60"});
   CHECK(limited.exit_code != 0);  // the policy's 10 s time limit
-  CHECK(test::registry_entries().empty());
+  CHECK(test::registry_entries_left_behind().empty());
 }
