@@ -1,12 +1,15 @@
 // cgroup: one cgroup per jail, with the policy's limits, on cgroup v1 or v2.
 //
-//   detect() -> plan_jail(layout, limits, parent, id) -> create(plan) -> (clone) -> attach(pid)
-//   -> ... -> oom_kills() -> remove()        and, for ps/inspect/gc: usage(), list_jails()
+//   host_layout() -> plan_jail(layout, limits, parent, id) -> create(plan, limits)
+//   -> (clone; v2: CLONE_INTO_CGROUP with clone_fd()) -> attach(pid) (v1) -> ... -> oom_kills()
+//   -> remove()              and, for ps/inspect/gc: read_usage(), list_jail_dirs(), remove_dir()
 //
-// Layout: <mount>/<parent>/stockade/<jail-id> in each hierarchy a limit needs (v1: memory,
-// pids, cpu, devices each on their own mount; v2: one directory with the controllers enabled in
-// stockade/cgroup.subtree_control). Only directories named like a jail id under a `stockade`
-// directory are ever listed or removed: nothing else in the cgroup tree is touched.
+// Layout: <mount>/<parent>/stockade/<jail-id> in each hierarchy a limit needs (v1: pids, memory,
+// cpu (+ cpuacct for usage), devices, each where it is mounted; v2: one directory, with the
+// controllers enabled in stockade/cgroup.subtree_control, and devices through a BPF program).
+// Only directories named like a jail id under a `stockade` directory are ever listed or
+// removed: nothing else in the cgroup tree is touched. Nothing here logs; errors say which
+// limit cannot be enforced and why.
 #pragma once
 
 #include <sys/types.h>
