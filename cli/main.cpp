@@ -7,6 +7,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "cgroup/cgroup.hpp"
 #include "cli/nsjail_flags.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
@@ -86,6 +87,30 @@ void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& 
   run->add_option("--host-ids", f.host_ids,
                   "START[:COUNT] host uids/gids leased to jails (default 1879048192:65536)");
   run->add_option("--tmp-size", f.tmp_size, "size of the jail's /tmp (default 256M)");
+  run->add_option_function<std::string>(
+         "--memory-max",
+         [&f](const std::string& v) {
+           auto b = policy::parse_size(v);
+           f.cgroup.memory_bytes = b ? *b : 0;  // 0 is refused with a message by apply_flags
+         },
+         "hard memory limit of the jail's cgroup, e.g. 512M (swap off; needs root)")
+      ->type_name("SIZE");
+  run->add_option_function<std::uint64_t>(
+         "--pids-max", [&f](std::uint64_t v) { f.cgroup.pids = v; },
+         "most processes and threads in the jail at once (cgroup; as root the default is 4096)")
+      ->type_name("N");
+  run->add_option_function<std::uint64_t>(
+         "--cpu-ms-per-sec", [&f](std::uint64_t v) { f.cgroup.cpu_ms_per_sec = v; },
+         "CPU time per second of wall time, 1000 = one CPU (cgroup; needs root)")
+      ->type_name("MS");
+  run->add_option("--device", f.devices,
+                  "expose a host device node at the same path; the device controller allows "
+                  "exactly it (access letters from rwm, default rw; needs root, cgroup v1)")
+      ->type_name("PATH[:rwm]");
+  run->add_option("--cgroup-parent", f.cgroup_parent,
+                  "put the jail's cgroup under PARENT/stockade/ID (relative to each cgroup root; "
+                  "e.g. a delegated systemd slice)")
+      ->type_name("PARENT");
   run->add_option("--seccomp", f.seccomp,
                   "default | strict | a Docker/OCI profile (FILE.json); default: default");
   run->add_flag("-q,--quiet", quiet, "print only errors");
@@ -146,8 +171,9 @@ int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
   }
   if (::geteuid() != 0)
     log::info(
-        "running without root: the jail maps to your own uid (no host uid lease) and only "
-        "--net none|loopback is available");
+        "running without root: the jail maps to your own uid (no host uid lease), has no cgroup "
+        "(no pids limit but RLIMIT_NPROC over all your processes) and only --net "
+        "none|loopback is available");
   if (spec->net == policy::NetMode::kBridge) warn_if_not_forwarding();
   auto outcome = supervisor::run(*spec);
   if (!outcome) {
@@ -187,6 +213,32 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+std::string bytes_text(std::optional<std::uint64_t> b) {
+  if (!b) return "-";
+  if (*b >= (1ull << 30)) return fmt::format("{:.1f}G", static_cast<double>(*b) / (1ull << 30));
+  if (*b >= (1ull << 20)) return fmt::format("{:.1f}M", static_cast<double>(*b) / (1ull << 20));
+  return fmt::format("{}K", *b >> 10);
+}
+
+// A v1 "no limit" reads as a huge number; v2 writes "max" (read as unset).
+nlohmann::json limit_json(std::optional<std::uint64_t> v) {
+  if (!v || *v >= (1ull << 62)) return nullptr;
+  return *v;
+}
+
+nlohmann::json usage_json(const registry::JailRecord& r) {
+  if (r.cgroups.empty()) return nullptr;
+  auto u = cgroup::read_usage(r.cgroups);
+  auto opt = [](std::optional<std::uint64_t> v) { return v ? nlohmann::json(*v) : nullptr; };
+  return {{"memory_current_bytes", opt(u.memory_current)},
+          {"memory_peak_bytes", opt(u.memory_peak)},
+          {"memory_max_bytes", limit_json(u.memory_max)},
+          {"pids_current", opt(u.pids_current)},
+          {"pids_max", limit_json(u.pids_max)},
+          {"cpu_usage_usec", opt(u.cpu_usage_us)},
+          {"oom_kills", opt(u.oom_kills)}};
+}
+
 int cmd_ps(bool json) {
   auto dir = registry::default_dir();
   auto recs = dir.empty() ? std::vector<registry::JailRecord>{} : registry::list(dir);
@@ -195,21 +247,25 @@ int cmd_ps(bool json) {
     for (auto& r : recs) {
       auto j = nlohmann::json::parse(registry::to_json(r));
       j["state"] = registry::supervisor_alive(r) ? "running" : "stale";
+      j["usage"] = usage_json(r);
       arr.push_back(j);
     }
     fmt::print("{}\n", arr.dump(2));
     return 0;
   }
-  fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {}\n", "ID", "PID", "HOST-UID", "UPTIME",
-             "STATE", "COMMAND");
-  for (auto& r : recs)
-    fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {}\n", r.id, r.init_pid, r.host_uid,
-               uptime(r.started_unix_ms), registry::supervisor_alive(r) ? "running" : "stale",
-               join(r.command));
+  fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {}\n", "ID", "PID", "HOST-UID",
+             "UPTIME", "STATE", "MEM", "PIDS", "COMMAND");
+  for (auto& r : recs) {
+    auto u = cgroup::read_usage(r.cgroups);
+    fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {}\n", r.id, r.init_pid,
+               r.host_uid, uptime(r.started_unix_ms),
+               registry::supervisor_alive(r) ? "running" : "stale", bytes_text(u.memory_current),
+               u.pids_current ? std::to_string(*u.pids_current) : "-", join(r.command));
+  }
   return 0;
 }
 
-int cmd_inspect(const std::string& id) {
+int cmd_inspect(const std::string& id, bool json) {
   auto dir = registry::default_dir();
   auto rec = registry::read(dir, id);
   if (!rec) {
@@ -218,38 +274,110 @@ int cmd_inspect(const std::string& id) {
   }
   auto j = nlohmann::json::parse(registry::to_json(*rec));
   j["state"] = registry::supervisor_alive(*rec) ? "running" : "stale";
+  j["usage"] = usage_json(*rec);
+  std::vector<netjail::Counter> counters;
   if (rec->net == "bridge") {
-    if (auto c = netjail::counters(rec->id)) {
-      nlohmann::json arr = nlohmann::json::array();
-      for (auto& x : *c)
-        arr.push_back({{"rule", x.rule}, {"packets", x.packets}, {"bytes", x.bytes}});
-      j["network"]["egress_counters"] = arr;
-    }
+    if (auto c = netjail::counters(rec->id)) counters = *c;
+    nlohmann::json arr = nlohmann::json::array();
+    for (auto& x : counters)
+      arr.push_back({{"rule", x.rule}, {"packets", x.packets}, {"bytes", x.bytes}});
+    j["network"]["egress_counters"] = arr;
   }
-  fmt::print("{}\n", j.dump(2));
+  if (json) {
+    fmt::print("{}\n", j.dump(2));
+    return 0;
+  }
+  const auto& r = *rec;
+  auto row = [](const char* k, const std::string& v) { fmt::print("{:<16} {}\n", k, v); };
+  row("id", r.id);
+  row("state", j["state"].get<std::string>());
+  row("command", join(r.command));
+  row("supervisor pid", std::to_string(r.supervisor_pid));
+  row("init pid", std::to_string(r.init_pid));
+  row("host uid/gid", fmt::format("{}/{}", r.host_uid, r.host_gid));
+  row("uid/gid inside", fmt::format("{}/{}", r.uid, r.gid));
+  row("hostname", r.hostname);
+  row("net", r.net);
+  if (r.net == "bridge") {
+    row("bridge", fmt::format("{} (veth {}, mark {:#x})", r.bridge, r.veth, r.mark));
+    row("addresses", fmt::format("{} {}", r.ipv4, r.ipv6));
+    for (auto& c : counters)
+      row(c.rule == counters.front().rule ? "egress" : "",
+          fmt::format("{:>10} packets {:>12} bytes  {}", c.packets, c.bytes, c.rule));
+  }
+  row("uptime", uptime(r.started_unix_ms));
+  row("policy digest", r.policy_digest.empty() ? "-" : r.policy_digest);
+  std::string ns;
+  for (auto& [k, v] : r.namespaces) ns += fmt::format("{}{}:{}", ns.empty() ? "" : " ", k, v);
+  row("namespaces", ns);
+  row("cgroup", r.cgroups.empty() ? "none" : r.cgroup_version);
+  for (auto& d : r.cgroups) row("", d);
+  if (!r.cgroups.empty()) {
+    auto u = cgroup::read_usage(r.cgroups);
+    auto lim = [](std::optional<std::uint64_t> v, bool bytes) -> std::string {
+      if (!v || *v >= (1ull << 62)) return "no limit";
+      return bytes ? bytes_text(v) : std::to_string(*v);
+    };
+    if (u.memory_current)
+      row("memory", fmt::format("{} (peak {}, limit {})", bytes_text(u.memory_current),
+                                bytes_text(u.memory_peak), lim(u.memory_max, true)));
+    if (u.pids_current)
+      row("pids", fmt::format("{} (limit {})", *u.pids_current, lim(u.pids_max, false)));
+    if (u.cpu_usage_us) row("cpu", fmt::format("{:.3f}s", *u.cpu_usage_us / 1e6));
+    if (u.oom_kills) row("oom kills", std::to_string(*u.oom_kills));
+  }
   return 0;
 }
 
-int cmd_gc(bool dry_run, bool bridges, const std::string& only_bridge) {
-  netjail::GcOptions opts;
-  opts.dry_run = dry_run;
-  opts.bridges = bridges || !only_bridge.empty();
-  opts.only_bridge = only_bridge;
-  auto removed = netjail::gc(opts);
-  if (!removed) {
-    log::error("gc: {}", removed.error().message());
+// netjail's leftovers as gc objects: data flows supervisor -> netjail, so the CLI joins them.
+supervisor::GcReconciler network_reconciler() {
+  return [](const supervisor::GcOptions&) {
+    std::vector<supervisor::GcObject> out;
+    for (auto& l : netjail::leftovers()) out.push_back({l.kind, l.jail_id, l.name, l.remove});
+    return out;
+  };
+}
+
+int cmd_gc(const supervisor::GcOptions& options, bool json, bool bridges,
+           const std::string& only_bridge) {
+  auto result = supervisor::gc(options, {network_reconciler()});
+  if (!result) {
+    log::error("{}", result.error().message());
     return 1;
   }
-  // Registry entries last: a crashed jail's entry is how a person finds out what it was.
-  auto dir = registry::default_dir();
-  if (!dir.empty() && only_bridge.empty())
-    for (auto& r : registry::list(dir)) {
-      if (registry::supervisor_alive(r)) continue;
-      removed->push_back(fmt::format("registry entry {} ({})", r.id, join(r.command)));
-      if (!dry_run) (void)registry::remove(dir, r.id);  // gone already is fine
+  const char* verb = options.dry_run ? "would remove" : "removed";
+  std::vector<std::string> idle;
+  if (bridges || !only_bridge.empty()) {
+    auto r = netjail::remove_idle_bridges({options.dry_run, only_bridge});
+    if (!r) {
+      log::error("gc: {}", r.error().message());
+      return 1;
     }
-  for (auto& line : *removed) fmt::print("{}{}\n", dry_run ? "would remove " : "removed ", line);
-  return 0;
+    idle = *r;
+  }
+  if (json) {
+    nlohmann::json out = {{"dry_run", options.dry_run},
+                          {"removed", nlohmann::json::array()},
+                          {"failed", nlohmann::json::array()},
+                          {"live", result->live},
+                          {"bridges", idle}};
+    for (auto& o : result->removed)
+      out["removed"].push_back({{"kind", o.kind}, {"jail", o.jail_id}, {"name", o.name}});
+    for (auto& [o, e] : result->failed)
+      out["failed"].push_back(
+          {{"kind", o.kind}, {"jail", o.jail_id}, {"name", o.name}, {"error", e.message()}});
+    fmt::print("{}\n", out.dump(2));
+  } else {
+    for (auto& o : result->removed)
+      fmt::print("{} {} '{}'{}\n", verb, o.kind, o.name,
+                 o.jail_id.empty() ? "" : fmt::format(" (jail {})", o.jail_id));
+    for (auto& [o, e] : result->failed) log::error("gc: {} '{}': {}", o.kind, o.name, e.message());
+    for (auto& line : idle) fmt::print("{} {}\n", verb, line);
+    if (result->removed.empty() && result->failed.empty() && idle.empty())
+      log::info("gc: nothing to remove ({} running jail{})", result->live.size(),
+                result->live.size() == 1 ? "" : "s");
+  }
+  return result->failed.empty() ? 0 : 1;
 }
 
 }  // namespace
@@ -287,18 +415,32 @@ int main(int argc, char** argv) {
   auto* ps = app.add_subcommand("ps", "list running jails");
   ps->add_flag("--json", ps_json, "machine-readable output");
 
-  bool gc_dry_run = false, gc_bridges = false;
-  std::string gc_bridge;
-  auto* gc = app.add_subcommand("gc", "remove what crashed jails left behind");
-  gc->add_flag("-n,--dry-run", gc_dry_run, "only print what would be removed");
-  gc->add_flag("--bridges", gc_bridges,
-               "also remove stockade bridges no jail uses (recreated on demand)");
-  gc->add_option("--bridge", gc_bridge, "only this bridge (and remove it if no jail uses it)")
-      ->type_name("NAME");
-
   std::string inspect_id;
-  auto* inspect = app.add_subcommand("inspect", "show a running jail's registry entry (JSON)");
+  bool inspect_json = false;
+  auto* inspect = app.add_subcommand(
+      "inspect",
+      "show a jail: its registry entry, live cgroup usage and egress counters (--json: JSON)");
   inspect->add_option("ID", inspect_id, "jail id (see stockade ps)")->required();
+  inspect->add_flag("--json", inspect_json, "machine-readable output (JSON)");
+
+  supervisor::GcOptions gc_options;
+  bool gc_json = false;
+  auto* gc = app.add_subcommand(
+      "gc",
+      "remove what jails whose supervisor died left behind (registry entries, leases, cgroups, "
+      "nftables objects, neighbour entries, veths); running jails are never touched");
+  gc->add_flag("-n,--dry-run", gc_options.dry_run, "only print what would be removed");
+  gc->add_flag("--json", gc_json, "machine-readable output");
+  gc->add_option("--cgroup-parent", gc_options.cgroup_parent,
+                 "also look under PARENT/stockade (as given to stockade run)")
+      ->type_name("PARENT");
+  bool gc_bridges = false;
+  std::string gc_bridge;
+  gc->add_flag("--bridges", gc_bridges,
+               "also remove stockade bridges no jail uses (recreated on demand), and stockade's "
+               "nftables tables once no bridge is left");
+  gc->add_option("--bridge", gc_bridge, "only this bridge: remove it if no jail uses it")
+      ->type_name("NAME");
 
   // Everything after the first "--" is the workload's command line, never our options.
   std::vector<std::string> command;
@@ -337,7 +479,7 @@ int main(int argc, char** argv) {
   }
   if (check->parsed()) return cmd_check(check_file, check_json);
   if (ps->parsed()) return cmd_ps(ps_json);
-  if (inspect->parsed()) return cmd_inspect(inspect_id);
-  if (gc->parsed()) return cmd_gc(gc_dry_run, gc_bridges, gc_bridge);
+  if (inspect->parsed()) return cmd_inspect(inspect_id, inspect_json);
+  if (gc->parsed()) return cmd_gc(gc_options, gc_json, gc_bridges, gc_bridge);
   return kExitUsage;
 }

@@ -38,7 +38,9 @@ json to_j(const JailRecord& r) {
          {"command", r.command},
          {"hostname", r.hostname},
          {"net", r.net},
-         {"policy_digest", r.policy_digest}};
+         {"policy_digest", r.policy_digest},
+         {"cgroup_version", r.cgroup_version},
+         {"cgroups", r.cgroups}};
   if (r.net == "bridge")
     j["network"] = {{"bridge", r.bridge},
                     {"veth", r.veth},
@@ -71,6 +73,8 @@ JailRecord from_j(const json& j) {
     r.mark = n->value("mark", 0u);
   }
   r.policy_digest = j.value("policy_digest", "");
+  r.cgroup_version = j.value("cgroup_version", "");
+  r.cgroups = j.value("cgroups", std::vector<std::string>{});
   return r;
 }
 

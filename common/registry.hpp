@@ -31,6 +31,8 @@ struct JailRecord {
   std::string bridge, veth, ipv4, ipv6;
   std::uint32_t mark = 0;
   std::string policy_digest;
+  std::string cgroup_version;        // "v1", "v2", or "" when the jail has no cgroup
+  std::vector<std::string> cgroups;  // the jail's own cgroup directories (full paths)
 };
 
 // /run/stockade/jails as root; $XDG_RUNTIME_DIR/stockade/jails otherwise ("" if neither).

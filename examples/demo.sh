@@ -171,7 +171,7 @@ import time; time.sleep(3)'
   id=$("$stockade" ps --json | python3 -c 'import json, sys
 for j in json.load(sys.stdin):
     if j.get("network", {}).get("bridge") == sys.argv[1]: print(j["id"])' "$lab_br")
-  counters=$("$stockade" inspect "$id" 2>/dev/null | python3 -c 'import json, sys
+  counters=$("$stockade" inspect --json "$id" 2>/dev/null | python3 -c 'import json, sys
 c = {x["rule"]: x["packets"] for x in json.load(sys.stdin)["network"]["egress_counters"]}
 allowed = sum(v for k, v in c.items() if k.startswith("egress 1"))
 print("allow rule", allowed, "packets, denied", c.get("denied", 0), "packets")')

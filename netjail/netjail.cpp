@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 
@@ -313,6 +314,10 @@ std::string default_state_dir() { return "/run/stockade/net"; }
 
 Result<Jail> reserve(const policy::JailSpec& spec, const std::string& id, std::uint32_t mark,
                      const std::string& state_dir) {
+  // Names first: a name that does not resolve leaves nothing built on the host.
+  std::vector<std::pair<std::string, std::vector<Addr>>> resolved;
+  for (const auto& name : spec.network.hosts) resolved.emplace_back(name, TRY(resolve(name)));
+  std::string hosts_lines;
   auto impl = std::make_unique<Jail::Impl>();
   Jail::Impl& d = *impl;
   d.pol = spec.network;
@@ -348,9 +353,8 @@ Result<Jail> reserve(const policy::JailSpec& spec, const std::string& id, std::u
     for (int proto : {IPPROTO_UDP, IPPROTO_TCP}) j.allow.push_back({a, proto, 53, 53, "dns " + ip});
   }
   j.dns_rules = j.allow.size();
-  std::string hosts_lines;
-  for (const auto& name : d.pol.hosts) {
-    for (const Addr& a : TRY(resolve(name))) {
+  for (auto& [name, addrs] : resolved) {
+    for (const Addr& a : addrs) {
       j.allow.push_back({a, 0, 0, 65535, "host " + name});
       hosts_lines += fmt::format("{}\t{}\n", a.str(), name);
       d.resolved.push_back(fmt::format("{} {}", name, a.str()));
@@ -424,31 +428,57 @@ std::vector<std::string> dir_entries(const std::string& dir) {
   return out;
 }
 
-// One dead jail's objects, from its lease file (which the caller holds locked).
-void gc_lease(int fd, const std::string& path, RouteSocket& rs, NftSocket& nft, bool dry_run,
-              std::vector<std::string>& out) {
-  auto text = read_fd(fd);
-  auto parsed = text ? parse_lease(*text) : std::nullopt;
-  if (parsed) {
-    auto& [j, bridge] = *parsed;
-    out.push_back(fmt::format("jail {}: nftables objects, neighbours {} {}, veth {}", j.id,
-                              j.addr4.str(), j.addr6.str(), j.port));
-    if (!dry_run) {
-      (void)del_jail(nft, j);  // whatever is missing was never built
-      if (auto br = link_index(rs, bridge)) {
-        (void)del_neigh(rs, *br, j.addr4);  // likewise
-        (void)del_neigh(rs, *br, j.addr6);  // likewise
-      }
-      (void)delete_link(rs, j.port);  // usually gone with the jail's netns already
-    }
+// Undoes one dead jail's network, from its lease file (which the caller holds locked).
+Result<void> undo(const JailRules& j, const std::string& bridge) {
+  RouteSocket rs = TRY(open_route_socket());
+  NftSocket nft = TRY(open_nft_socket());
+  TRY_CTX(del_jail(nft, j), "nftables objects of jail {}", j.id);  // missing ones are skipped
+  if (auto br = link_index(rs, bridge)) {
+    TRY(del_neigh(rs, *br, j.addr4));
+    TRY(del_neigh(rs, *br, j.addr6));
   }
-  out.push_back(fmt::format("lease {}", path));
-  if (!dry_run) (void)::unlink(path.c_str());  // only a stale file is lost if this fails
+  TRY(delete_link(rs, j.port));  // usually gone with the jail's netns already
+  return {};
 }
 
 }  // namespace
 
-Result<std::vector<std::string>> gc(const GcOptions& opts) {
+std::vector<Leftover> leftovers(const std::string& state_dir) {
+  std::vector<Leftover> out;
+  for (const auto& bridge : dir_entries(state_dir)) {
+    std::string dir = state_dir + "/" + bridge;
+    for (const auto& name : dir_entries(dir)) {
+      if (!name.ends_with(".lease")) continue;
+      std::string path = dir + "/" + name;
+      auto fd = std::make_shared<UniqueFd>(
+          sys::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+      if (!*fd || ::flock(fd->get(), LOCK_EX | LOCK_NB) != 0) continue;  // held: a live jail
+      if (!still_linked(fd->get(), path)) continue;
+      auto text = read_fd(fd->get());
+      auto parsed = text ? parse_lease(*text) : std::nullopt;
+      // Unlinked while still locked, as a lease is released.
+      auto drop_lease = [fd, path]() -> Result<void> {
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) return fail(errno, "unlink '{}'", path);
+        return {};
+      };
+      if (!parsed) {
+        out.push_back({"", "lease", path, drop_lease});
+        continue;
+      }
+      auto [j, br] = *parsed;
+      out.push_back({j.id, "network",
+                     fmt::format("{} on {}: nftables objects, neighbours {} {}, veth {}, lease {}",
+                                 j.id, br, j.addr4.str(), j.addr6.str(), j.port, path),
+                     [j, br, drop_lease]() -> Result<void> {
+                       TRY(undo(j, br));
+                       return drop_lease();
+                     }});
+    }
+  }
+  return out;
+}
+
+Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts) {
   std::vector<std::string> out;
   std::vector<std::string> bridges = dir_entries(opts.state_dir);
   if (bridges.empty()) return out;
@@ -457,20 +487,14 @@ Result<std::vector<std::string>> gc(const GcOptions& opts) {
   for (const auto& bridge : bridges) {
     if (!opts.only_bridge.empty() && bridge != opts.only_bridge) continue;
     std::string dir = opts.state_dir + "/" + bridge;
-    for (const auto& name : dir_entries(dir)) {
-      if (!name.ends_with(".lease")) continue;
-      std::string path = dir + "/" + name;
-      UniqueFd fd{sys::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW)};
-      if (!fd || ::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) continue;  // held: a live jail
-      if (!still_linked(fd.get(), path)) continue;
-      gc_lease(fd.get(), path, rs, nft, opts.dry_run, out);
-    }
-    if (!opts.bridges) continue;
-    // A bridge no jail holds: remove it, unless a jail is starting on it right now.
+    // A bridge no jail holds, and none is starting on right now.
     auto create = lock_file(dir + "/lock", LOCK_EX | LOCK_NB);
     if (!create) continue;
     auto users = lock_file(dir + "/users", LOCK_EX | LOCK_NB);
     if (!users) continue;
+    bool leases = false;
+    for (const auto& name : dir_entries(dir)) leases = leases || name.ends_with(".lease");
+    if (leases) continue;  // a dead jail's: gc removes those first
     out.push_back(fmt::format("bridge {}", bridge));
     if (opts.dry_run) continue;
     TRY(delete_bridge(rs, bridge));
@@ -478,9 +502,12 @@ Result<std::vector<std::string>> gc(const GcOptions& opts) {
     for (const auto& name : dir_entries(dir)) (void)::unlink((dir + "/" + name).c_str());
     (void)::rmdir(dir.c_str());  // a jail that opened the lock file meanwhile recreates it
   }
-  if (opts.bridges && !opts.dry_run && dir_entries(opts.state_dir).empty()) {
+  if (!opts.dry_run && dir_entries(opts.state_dir).empty() && TRY(base_exists(nft))) {
     auto ids = TRY(jail_ids(nft));
-    if (ids.empty()) TRY(delete_base(nft));
+    if (ids.empty()) {
+      TRY(delete_base(nft));
+      out.push_back("nftables tables inet stockade, bridge stockade_l2");
+    }
   }
   return out;
 }

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -71,14 +72,25 @@ struct Counter {
 // Per-rule counters of a running jail's egress chain (the last one counts what was denied).
 common::Result<std::vector<Counter>> counters(const std::string& id);
 
-struct GcOptions {
+// What a jail whose supervisor died left of its network, found through its address lease (no
+// longer locked). remove() takes away its nftables objects, neighbour entries and veth (if still
+// there) and then the lease. The object holds the lease's lock until it is destroyed, so no new
+// jail can take that address in between.
+struct Leftover {
+  std::string jail_id;  // "" for a lease its jail never filled in (a crash right after taking it)
+  std::string kind;     // "network", or "lease" for such an empty one
+  std::string name;     // for people: what will be removed
+  std::function<common::Result<void>()> remove;
+};
+std::vector<Leftover> leftovers(const std::string& state_dir = default_state_dir());
+
+struct BridgeGcOptions {
   bool dry_run = false;
-  bool bridges = false;  // also remove stockade bridges no jail uses (and the tables, if none left)
-  std::string only_bridge;  // if set, look at this bridge only
+  std::string only_bridge;  // if set, this bridge only
   std::string state_dir = default_state_dir();
 };
-// Removes what dead jails left (nftables objects, neighbour entries, veths, leases); one line
-// per object removed (or that would be, with dry_run).
-common::Result<std::vector<std::string>> gc(const GcOptions& opts);
+// Removes stockade bridges no jail uses (they are recreated on demand), and stockade's nftables
+// tables once no bridge and no jail is left. One line per thing removed (or that would be).
+common::Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts);
 
 }  // namespace netjail

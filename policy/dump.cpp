@@ -116,6 +116,11 @@ std::string to_toml(const JailSpec& s) {
   o += "\n[filesystem]\n";
   if (s.chroot) o += fmt::format("chroot = {}\n", quote(*s.chroot));
   o += fmt::format("tmp_size = {}\n", quote(size_text(s.tmp_size)));
+  if (!s.devices.empty()) {
+    std::vector<std::string> devs;
+    for (const auto& d : s.devices) devs.push_back(d.path + ":" + d.access);
+    o += fmt::format("devices = {}\n", quote_all(devs));
+  }
   for (const auto& m : s.mounts) {
     o += "\n[[filesystem.mount]]\n";
     if (m.kind == Mount::Kind::kTmpfs) {
@@ -211,6 +216,9 @@ std::string to_json(const JailSpec& s) {
   j["filesystem"] = {{"chroot", s.chroot ? json(*s.chroot) : json(nullptr)},
                      {"tmp_size", s.tmp_size},
                      {"mount", mounts}};
+  json devices = json::array();
+  for (const auto& d : s.devices) devices.push_back({{"path", d.path}, {"access", d.access}});
+  j["filesystem"]["devices"] = devices;
   std::vector<std::string> caps;
   for (int c : s.caps) caps.push_back(detail::cap_display_name(c));
   j["capabilities"] = {{"allow", caps}};

@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <sys/capability.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -256,6 +257,29 @@ std::vector<std::string> default_env() {
 
 }  // namespace detail
 
+Result<Device> parse_device(const std::string& text) {
+  Device d;
+  d.path = text;
+  auto colon = text.rfind(':');
+  if (colon != std::string::npos) {
+    d.path = text.substr(0, colon);
+    d.access = text.substr(colon + 1);
+    bool ok = !d.access.empty() && d.access.size() <= 3;
+    for (char c : d.access)
+      ok = ok && (c == 'r' || c == 'w' || c == 'm') &&
+           std::count(d.access.begin(), d.access.end(), c) == 1;
+    if (!ok)
+      return fail(0, "device '{}': access must be letters from 'rwm', e.g. /dev/dri/card0:rw",
+                  text);
+  }
+  // Usually under /dev; the node appears at the same path in the jail.
+  if (!d.path.starts_with("/") || d.path.find("/..") != std::string::npos || d.path.size() < 2 ||
+      d.path.ends_with("/"))
+    return fail(0, "device '{}': give the absolute path of a device node, e.g. /dev/dri/card0[:rw]",
+                text);
+  return d;
+}
+
 Result<std::uint64_t> parse_size(const std::string& text) {
   if (text.empty()) return fail(0, "empty size");
   std::uint64_t mult = 1;
@@ -431,6 +455,29 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
   if (f.cgroup.memory_bytes) spec.cgroup.memory_bytes = f.cgroup.memory_bytes;
   if (f.cgroup.pids) spec.cgroup.pids = f.cgroup.pids;
   if (f.cgroup.cpu_ms_per_sec) spec.cgroup.cpu_ms_per_sec = f.cgroup.cpu_ms_per_sec;
+  if (f.cgroup.memory_bytes && *f.cgroup.memory_bytes == 0)
+    return fail(0, "--memory-max: give a size above 0, such as 512M");
+  if (f.cgroup.pids && (*f.cgroup.pids == 0 || *f.cgroup.pids > 4194304))
+    return fail(0, "--pids-max: give a number of processes from 1 to 4194304");
+  if (f.cgroup.cpu_ms_per_sec &&
+      (*f.cgroup.cpu_ms_per_sec == 0 || *f.cgroup.cpu_ms_per_sec > 1000000))
+    return fail(0,
+                "--cpu-ms-per-sec: give milliseconds of CPU per second from 1 to 1000000 (1000 = "
+                "one CPU)");
+  for (auto& d : f.devices) {
+    Device dev = TRY_CTX(parse_device(d), "--device");
+    std::erase_if(spec.devices, [&](const Device& x) { return x.path == dev.path; });
+    spec.devices.push_back(dev);
+  }
+  if (f.cgroup_parent) {
+    const std::string& p = *f.cgroup_parent;
+    if (p.starts_with("/") || p.find("..") != std::string::npos || p.ends_with("/"))
+      return fail(0,
+                  "--cgroup-parent '{}': give a path relative to the cgroup root, e.g. "
+                  "system.slice/stockade.slice",
+                  p);
+    spec.cgroup_parent = p;
+  }
   if (f.hostname) {
     if (!detail::valid_hostname(*f.hostname))
       return fail(0, "--hostname '{}': use up to 64 letters, digits, '-' and '.'", *f.hostname);
@@ -516,10 +563,19 @@ Result<JailSpec> apply_flags(JailSpec spec, const RunFlags& f) {
 }
 
 Result<void> check_enforceable(const JailSpec& spec) {
-  if (spec.cgroup.any())
+  if (::geteuid() != 0 && (spec.cgroup.any() || !spec.devices.empty())) {
+    std::vector<std::string> what;
+    if (spec.cgroup.memory_bytes) what.push_back("memory");
+    if (spec.cgroup.pids) what.push_back("pids");
+    if (spec.cgroup.cpu_ms_per_sec) what.push_back("cpu");
+    if (!spec.devices.empty()) what.push_back("device");
+    std::string list;
+    for (auto& w : what) list += (list.empty() ? "" : ", ") + w;
     return fail(0,
-                "cgroup limits are not supported yet: this build cannot enforce them; remove "
-                "them (or run 'stockade check' to validate the policy only)");
+                "cannot enforce the {} limit{} without root: cgroups need root (run stockade "
+                "as root, or remove the limit; rootless jails get RLIMIT_NPROC only)",
+                list, what.size() > 1 ? "s" : "");
+  }
   if (spec.network.any() && spec.net != NetMode::kBridge)
     return fail(0,
                 "egress, dns, hosts and published ports need network mode \"bridge\": a "

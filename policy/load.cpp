@@ -555,7 +555,7 @@ class Loader {
   }
 
   Result<void> apply_filesystem(const toml::table& t) {
-    TRY(check_keys(t, "[filesystem]", {"chroot", "tmp_size", "mount"}));
+    TRY(check_keys(t, "[filesystem]", {"chroot", "tmp_size", "mount", "devices"}));
     if (auto* n = t.get("chroot")) {
       std::string root = TRY(host_path(*n, "chroot"));
       std::error_code ec;
@@ -564,6 +564,14 @@ class Loader {
       d_.spec.chroot = root;
     }
     if (auto* n = t.get("tmp_size")) d_.spec.tmp_size = TRY(size(*n, "tmp_size"));
+    if (auto* n = t.get("devices")) {
+      for (auto* e : TRY(array(*n, "devices", toml::node_type::string, "strings"))) {
+        auto dev = parse_device(e->as_string()->get());
+        if (!dev) return err(e->source(), "{}", dev.error().what);
+        std::erase_if(d_.spec.devices, [&](const Device& x) { return x.path == dev->path; });
+        d_.spec.devices.push_back(*dev);
+      }
+    }
     if (auto* n = t.get("mount")) {
       for (auto* e : TRY(array(*n, "mount", toml::node_type::table, "tables")))
         d_.spec.mounts.push_back(TRY(mount(*e->as_table())));

@@ -73,12 +73,24 @@ struct SeccompPolicy {
   std::vector<std::string> import_warnings;
 };
 
-// cgroup limits (enforced once cgroups land; until then a jail asking for them is refused).
+// cgroup limits, enforced through the jail's own cgroup (v1 or v2; needs root).
 struct CgroupLimits {
   std::optional<std::uint64_t> memory_bytes;
   std::optional<std::uint64_t> pids;
   std::optional<std::uint64_t> cpu_ms_per_sec;
   bool any() const { return memory_bytes || pids || cpu_ms_per_sec; }
+};
+
+// The pids limit every jail run as root gets when its policy names none: a fork bomb stops here
+// (RLIMIT_NPROC, 4096 by default and per jail thanks to the unique host uid, is the second layer).
+// High enough for make -j, compilers with threads, git and Python.
+inline constexpr std::uint64_t kDefaultPidsLimit = 4096;
+
+// A host device node exposed in the jail's /dev (same path), with the access letters the
+// device controller allows: r read, w write, m mknod.
+struct Device {
+  std::string path;  // absolute, under /dev
+  std::string access = "rw";
 };
 
 // Egress allowlist, enforced on the host side of the jail's veth (netjail/).
@@ -124,6 +136,10 @@ struct JailSpec {
   NetMode net = NetMode::kLoopback;
   NetworkPolicy network;
   CgroupLimits cgroup;
+  std::vector<Device> devices;
+  // Where the jail's cgroup goes, relative to each hierarchy's root ("" = the root):
+  // <parent>/stockade/<id>. A host setting (a delegated systemd slice), not read from policy files.
+  std::string cgroup_parent;
   IdRange host_ids;
   std::uint64_t tmp_size = 256ull << 20;
 };
@@ -153,7 +169,9 @@ struct RunFlags {
   std::vector<std::string> egress;    // CIDR[,PROTO[,PORTS]]
   std::vector<std::string> dns;       // resolver addresses
   std::vector<std::string> allow_hosts;
-  CgroupLimits cgroup;  // nsjail's --cgroup_* flags (refused until cgroups are enforced)
+  CgroupLimits cgroup;               // --memory-max etc. and nsjail's --cgroup_* flags
+  std::vector<std::string> devices;  // --device /dev/PATH[:rwm]
+  std::optional<std::string> cgroup_parent;
 };
 
 // Checks every flag and builds the spec. Errors name the flag and say what to do.
@@ -186,9 +204,13 @@ common::Result<SeccompPolicy> import_oci_seccomp(const std::string& path,
 std::string to_toml(const JailSpec& spec);
 std::string to_json(const JailSpec& spec);
 
-// Refuses what this build cannot enforce yet (cgroup limits, an egress policy), so nothing a
-// policy asks for is silently ignored.
+// Refuses what this build cannot enforce yet (an egress policy), and cgroup limits or devices
+// without root, so nothing a policy asks for is silently ignored. Whether this host's cgroups can
+// enforce a limit is known only when the jail starts: supervisor::run says which and why.
 common::Result<void> check_enforceable(const JailSpec& spec);
+
+// Parses "/dev/PATH[:rwm]" (access letters default to "rw").
+common::Result<Device> parse_device(const std::string& text);
 
 // Parses "64M", "1G", "4096" into bytes.
 common::Result<std::uint64_t> parse_size(const std::string& text);

@@ -473,6 +473,8 @@ void child_main(ChildPlan& plan) {
   open_sources(plan);
   char go;
   if (sys::read(plan.sock, &go, 1) != 1 || go != 'G') ::_exit(125);
+  // Needs CAP_SYS_ADMIN in our user namespace, which the first process of a new one has.
+  if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
   // pid 1 is a copy of the supervisor: its memory (the host environment among it) must not be
   // readable through /proc/1/{mem,environ} from the jail. Not before the maps are written: a
   // rootless parent could no longer open them.
@@ -563,6 +565,8 @@ const char* step_name(Step s) {
       return "install signal handlers";
     case Step::kSpawn:
       return "start the workload";
+    case Step::kCgroupNs:
+      return "enter a cgroup namespace rooted at the jail's cgroup";
   }
   return "setup";
 }

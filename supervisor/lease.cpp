@@ -21,7 +21,14 @@ IdLease::~IdLease() {
   if (fd_) (void)::unlink(path_.c_str());
 }
 
-common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::string& dir) {
+std::string read_lease_owner(int fd) {
+  char buf[65];
+  ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::string& dir,
+                                      const std::string& jail_id) {
   TRY_CTX(common::registry::ensure_dir(dir), "lease a host uid");
   std::uint32_t start = 0;
   (void)sys::getrandom(&start, sizeof start);  // any start will do if the pool fails
@@ -40,6 +47,11 @@ common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::s
       --i;  // the previous holder released it under us: try the same id again
       continue;
     }
+    // Whatever a crashed holder wrote is replaced; one short write, before any jail object exists.
+    if ((held.st_size > 0 && ::ftruncate(fd.get(), 0) != 0) ||
+        (!jail_id.empty() && ::pwrite(fd.get(), jail_id.data(), jail_id.size(), 0) !=
+                                 static_cast<ssize_t>(jail_id.size())))
+      return fail(errno, "lease a host uid: write '{}'", path);
     return IdLease(id, std::move(fd), path);
   }
   return fail(EAGAIN, "lease a host uid: all {} ids from {} are in use; widen --host-ids",

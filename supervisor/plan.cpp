@@ -224,6 +224,21 @@ Result<void> add_user_mounts(const policy::JailSpec& spec, std::vector<MountOp>&
   return {};
 }
 
+// --device nodes: bound where they are on the host, without nodev on exactly that bind (the
+// device controller, set up by the supervisor, decides what the jail may do with it).
+Result<void> add_devices(const policy::JailSpec& spec, std::vector<MountOp>& out) {
+  for (const policy::Device& d : spec.devices) {
+    std::string src = TRY_CTX(resolve_trusted_path(d.path), "--device '{}'", d.path);
+    struct stat st;
+    if (::stat(src.c_str(), &st) != 0) return fail(errno, "--device '{}'", d.path);
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+      return fail(ENODEV, "--device '{}' is not a device node", d.path);
+    out.push_back(bind_op(src, d.path.substr(1), false, MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC,
+                          "--device " + d.path));
+  }
+  return {};
+}
+
 Result<std::unique_ptr<std::remove_pointer_t<cap_t>, CapDeleter>> make_capset(
     const std::vector<cap_value_t>& caps) {
   std::unique_ptr<std::remove_pointer_t<cap_t>, CapDeleter> c{cap_init()};
@@ -317,10 +332,13 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
   // A chroot keeps its own /etc: the generated files are not written into a prepared rootfs.
   if (!spec.chroot) TRY(add_etc(skeleton, etc_files, plan->mounts));
   add_proc(plan->mounts);
-  plan->dev_null_index = add_dev(skeleton, plan->mounts);
+  // The skeleton's /dev is a read-only bind with no room for another node: a jail given
+  // --device builds its /dev in place.
+  plan->dev_null_index = add_dev(spec.devices.empty() ? skeleton : "", plan->mounts);
   plan->mounts.push_back(
       simple_op(MountOp::Kind::kTmpfs, "tmp", "mode=1777,size=" + std::to_string(spec.tmp_size)));
   plan->mounts.back().fresh = true;
+  TRY(add_devices(spec, plan->mounts));
   if (plan->chroot)
     for (auto& m : plan->mounts) m.fresh = false;  // a rootfs may hold anything, symlinks too
   TRY(add_user_mounts(spec, plan->mounts));

@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <cmath>
 #include <optional>
 
+#include "cgroup/cgroup.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
@@ -29,6 +31,8 @@ using common::Result;
 using common::UniqueFd;
 using detail::ChildReport;
 using Clock = std::chrono::steady_clock;
+
+void crash_point(const char* name);
 
 constexpr std::uint64_t kNamespaces = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC |
                                       CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_NEWNET;
@@ -114,6 +118,18 @@ std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
   return out;
 }
 
+// The child makes its cgroup namespace itself, just after 'G' (see run()). The registry must
+// record that namespace, not the supervisor's, for the audit side to compare against: wait the
+// few microseconds until the child has switched (bounded, in case it died first).
+void wait_child_cgroup_ns(pid_t pid) {
+  struct stat own, child;
+  if (::stat("/proc/self/ns/cgroup", &own) != 0) return;
+  auto give_up = Clock::now() + std::chrono::milliseconds(100);
+  std::string path = fmt::format("/proc/{}/ns/cgroup", pid);
+  while (::stat(path.c_str(), &child) == 0 && child.st_ino == own.st_ino && Clock::now() < give_up)
+    ::sched_yield();
+}
+
 bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
 
 std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r) {
@@ -161,6 +177,7 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
       break;
     }
   };
+  crash_point("during-watch");
   for (;;) {
     int timeout = -1;
     auto now = Clock::now();
@@ -246,7 +263,102 @@ Result<Outcome> conclude(const detail::ChildPlan& plan, const policy::JailSpec& 
   return out;
 }
 
+// Test hook (docs/policy.md, "Crash-safety hook"): STOCKADE_TEST_CRASH_AT=NAME makes the
+// supervisor SIGKILL itself at that point, so tests can prove `stockade gc` cleans up after a
+// supervisor that dies anywhere. Compiled in always: tests exercise the very binary that ships,
+// and the hook grants nothing (whoever sets our environment can kill us anyway).
+void crash_point(const char* name) {
+  static const char* const at = ::getenv("STOCKADE_TEST_CRASH_AT");
+  if (at != nullptr && std::strcmp(at, name) == 0) ::raise(SIGKILL);
+}
+
+// The device numbers behind --device paths, for the device controller.
+Result<std::vector<cgroup::DeviceRule>> device_rules(const policy::JailSpec& spec) {
+  std::vector<cgroup::DeviceRule> out;
+  for (const auto& d : spec.devices) {
+    struct stat st;
+    if (::stat(d.path.c_str(), &st) != 0) return fail(errno, "--device '{}'", d.path);
+    if (!S_ISCHR(st.st_mode) && !S_ISBLK(st.st_mode))
+      return fail(ENODEV, "--device '{}' is not a device node", d.path);
+    out.push_back(
+        {S_ISCHR(st.st_mode) ? 'c' : 'b', major(st.st_rdev), minor(st.st_rdev), d.access, d.path});
+  }
+  return out;
+}
+
+// What the jail's cgroup will be, as root: the policy's limits plus the default pids limit.
+// Rootless jails get none (check_enforceable refused explicit limits already).
+struct CgroupRequest {
+  cgroup::Plan plan;
+  cgroup::Limits limits;
+};
+
+Result<std::optional<CgroupRequest>> plan_cgroup(const policy::JailSpec& spec,
+                                                 const std::string& id, bool rootless) {
+  if (rootless) return std::nullopt;
+  cgroup::Limits limits;
+  limits.memory_bytes = spec.cgroup.memory_bytes;
+  limits.pids = spec.cgroup.pids.value_or(policy::kDefaultPidsLimit);
+  limits.cpu_ms_per_sec = spec.cgroup.cpu_ms_per_sec;
+  limits.devices = TRY(device_rules(spec));
+  auto plan = cgroup::plan_jail(cgroup::host_layout(), limits, spec.cgroup_parent, id);
+  if (!plan) {
+    // The default pids limit is a safety net, not a request: a host without a usable pids
+    // controller still runs jails (RLIMIT_NPROC remains); anything the policy asked for fails.
+    if (!spec.cgroup.any() && spec.devices.empty()) return std::nullopt;
+    return std::unexpected(plan.error());
+  }
+  if (plan->version == cgroup::Version::kNone) return std::nullopt;
+  return CgroupRequest{std::move(*plan), std::move(limits)};
+}
+
+std::string size_text(std::uint64_t b) {
+  if (b % (1ull << 30) == 0) return fmt::format("{}G", b >> 30);
+  if (b % (1ull << 20) == 0) return fmt::format("{}M", b >> 20);
+  if (b % (1ull << 10) == 0) return fmt::format("{}K", b >> 10);
+  return fmt::format("{} bytes", b);
+}
+
+// Says why the jail ended when the kernel's OOM killer was involved.
+void add_oom_note(const policy::JailSpec& spec, const cgroup::JailCgroup& cg, Outcome& out) {
+  std::uint64_t kills = cg.oom_kills();
+  if (kills == 0 || !spec.cgroup.memory_bytes) return;
+  std::string note = fmt::format(
+      "memory limit of {} reached: the kernel OOM-killed {} process{} in the jail (exit {})",
+      size_text(*spec.cgroup.memory_bytes), kills, kills == 1 ? "" : "es", out.exit_code);
+  out.note = out.note.empty() ? note : out.note + "; " + note;
+}
+
 }  // namespace
+
+const std::vector<std::string>& crash_points() {
+  static const std::vector<std::string> kPoints = {
+      "after-lease",
+      "after-network-reserve",
+      "after-plan",
+      "after-registry-dir",
+      "after-clone",
+      "after-cgroup-dir",
+      "after-cgroup-create",
+      "after-cgroup-attach",
+      "after-id-maps",
+      "after-go",
+      "after-network-attach",
+      "after-registry-write",
+      "after-release",
+      "during-watch",
+      "after-reap",
+      "after-oom-check",
+      "after-conclude",
+      "after-registry-remove",
+      "during-cgroup-remove",
+      "after-cgroup-remove",
+      "after-network-teardown",
+      "before-lease-release",
+      "after-lease-release",
+  };
+  return kPoints;
+}
 
 Result<Outcome> run(const policy::JailSpec& spec) {
   // From here on SIGTERM/SIGINT/SIGHUP are read from a signalfd, so they end the jail through
@@ -259,14 +371,17 @@ Result<Outcome> run(const policy::JailSpec& spec) {
                 "network mode 'bridge' needs root (a veth, a bridge and nftables rules on the "
                 "host); without root use --net loopback or none");
 
+  // The id comes first: the lease names it, so gc can tell a live jail's objects from a dead
+  // one's by whether its lease is still locked.
+  const std::string id = new_jail_id();
   std::optional<detail::IdLease> lease;
   uid_t host_uid = ::getuid();
   gid_t host_gid = ::getgid();
   if (!rootless) {
-    lease.emplace(TRY(detail::lease_host_id(spec.host_ids, detail::default_lease_dir())));
+    lease.emplace(TRY(detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id)));
     host_uid = host_gid = lease->id();
   }
-  const std::string id = new_jail_id();
+  crash_point("after-lease");
   // Declared before the child: torn down after the jail is dead.
   std::optional<netjail::Jail> net;
   detail::EtcFiles etc_files;
@@ -274,10 +389,25 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     // The jail's packet mark is its host uid: unique among running jails, like the lease.
     net.emplace(TRY_CTX(netjail::reserve(spec, id, host_uid), "network"));
     etc_files = {{"hosts", net->files().hosts}, {"resolv.conf", net->files().resolv_conf}};
+    crash_point("after-network-reserve");
   }
   auto plan = TRY(detail::make_plan(spec, rootless, etc_files));
+  crash_point("after-plan");
   const std::string reg_dir = common::registry::default_dir();
   if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
+  crash_point("after-registry-dir");
+
+  // Limits are in force before the jail runs anything of its own. On v2 the cgroup is made
+  // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made after
+  // clone, while the child opens its bind sources on the other CPU, and the child is moved in
+  // before 'G'. Declared before the child, so it is removed after the child is gone.
+  auto cg_request = TRY(plan_cgroup(spec, id, rootless));
+  std::optional<cgroup::JailCgroup> cg;
+  if (cg_request && cg_request->plan.version == cgroup::Version::kV2) {
+    cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
+    crash_point("after-cgroup-create");
+  }
+  plan->unshare_cgroupns = cg_request.has_value();
 
   UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
   if (!sigfd) return fail(errno, "signalfd");
@@ -289,7 +419,14 @@ Result<Outcome> run(const policy::JailSpec& spec) {
 
   int pidfd = -1;
   struct clone_args args {};
-  args.flags = kNamespaces | CLONE_PIDFD;
+  // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
+  // cgroup; one made here would be rooted at the supervisor's.
+  args.flags =
+      (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
+  if (cg && cg->clone_fd() >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());
+  }
   args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
   args.exit_signal = SIGCHLD;
   pid_t pid = sys::clone3(&args);
@@ -297,9 +434,19 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   if (pid < 0) return fail(errno, "clone into new namespaces");
   ChildGuard child(pid, pidfd);
   child_sock.reset();
+  crash_point("after-clone");
 
+  if (cg_request && !cg) {
+    cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
+    crash_point("after-cgroup-create");
+  }
+  // v1: into every hierarchy before the child may run anything of the jail's ('G').
+  if (cg) TRY(cg->attach(pid));
+  crash_point("after-cgroup-attach");
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
+  crash_point("after-id-maps");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
+  crash_point("after-go");
   // The network is built while the child builds its root; the workload waits for 'X'.
   if (net) {
     std::string ns = fmt::format("/proc/{}/ns/net", pid);
@@ -307,6 +454,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     UniqueFd netns{sys::open(ns.c_str(), O_RDONLY | O_CLOEXEC)};
     if (!netns) return fail(errno, "network: open '{}'", ns);
     TRY_CTX(net->attach(netns.get()), "network");
+    crash_point("after-network-attach");
   }
 
   // The registry entry exists before the workload starts (the child waits for 'X').
@@ -321,6 +469,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     rec.uid = spec.uid;
     rec.gid = spec.gid;
     rec.rootless = rootless;
+    if (plan->unshare_cgroupns) wait_child_cgroup_ns(pid);
     rec.namespaces = namespace_inodes(pid);
     rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
@@ -337,14 +486,40 @@ Result<Outcome> run(const policy::JailSpec& spec) {
       rec.ipv6 = net->ipv6();
       rec.mark = net->mark();
     }
+    if (cg) {
+      rec.cgroup_version = cgroup::version_name(cg->plan().version);
+      rec.cgroups = cg->plan().dirs;
+    }
     TRY_CTX(common::registry::write(reg_dir, rec), "registry");
     entry.emplace(reg_dir, id);
   }
+  crash_point("after-registry-write");
   // A child that already failed has closed its end; its report explains why.
   (void)send_byte(sock.get(), 'X');
+  crash_point("after-release");
 
   Watch w = watch_jail(child, sock.get(), sigfd.get(), spec);
-  return conclude(*plan, spec, w);
+  crash_point("after-reap");
+  auto outcome = conclude(*plan, spec, w);
+  if (outcome && cg) add_oom_note(spec, *cg, *outcome);
+  crash_point("after-oom-check");
+
+  // Teardown in the order the guards would do it, spelt out so the crash points sit between
+  // the steps: registry entry, cgroup (its processes are gone with pid 1), lease.
+  crash_point("after-conclude");
+  entry.reset();
+  crash_point("after-registry-remove");
+  if (cg) {
+    if (auto removed = cg->remove(crash_point); !removed && outcome)
+      common::log::warn("{}, ignoring (stockade gc removes it)", removed.error().message());
+  }
+  crash_point("after-cgroup-remove");
+  net.reset();  // the jail's nftables objects and neighbours; its veth went with its netns
+  crash_point("after-network-teardown");
+  crash_point("before-lease-release");
+  lease.reset();
+  crash_point("after-lease-release");
+  return outcome;
 }
 
 }  // namespace supervisor

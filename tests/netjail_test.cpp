@@ -221,7 +221,7 @@ TEST_CASE("a bridged jail counts what it was denied, per rule, while it runs", "
   REQUIRE(wait_for_output(p, "done", 20));
   auto entry = test::wait_for_jail(p);
   REQUIRE(entry);
-  auto inspect = test::stockade({"inspect", entry->id});
+  auto inspect = test::stockade({"inspect", "--json", entry->id});
   REQUIRE(inspect.exit_code == 0);
   auto j = nlohmann::json::parse(inspect.out);
   auto counters = j["network"]["egress_counters"];
@@ -234,6 +234,10 @@ TEST_CASE("a bridged jail counts what it was denied, per rule, while it runs", "
   }
   CHECK(allowed >= 1);  // the SYN of the allowed connection
   CHECK(denied >= 2);   // the SYN to 5002 and its retransmission
+  // The table shows them too.
+  auto table = test::stockade({"inspect", entry->id});
+  CHECK_THAT(table.out, Catch::Contains("egress") && Catch::Contains("denied") &&
+                            Catch::Contains(lab.sub4.substr(0, lab.sub4.rfind('.'))));
   // The denial reached the audit log with the jail's mark (its host uid), for the watcher; only
   // where auditing is on (the host's setting, which tests leave alone).
   if (sh("auditctl -s").out.find("enabled 1") != std::string::npos) {

@@ -6,6 +6,7 @@
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -292,6 +293,33 @@ std::vector<std::string> registry_entries() {
   return out;
 }
 std::vector<std::string> lease_entries() { return list_dir(kLeaseDir); }
+
+static std::optional<JailEntry> parse_entry(const std::string& text);
+
+std::vector<std::string> registry_entries_left_behind() {
+  std::vector<std::string> out;
+  for (auto& name : registry_entries()) {
+    std::ifstream f(std::string(kRegistryDir) + "/" + name);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    auto e = parse_entry(ss.str());
+    if (!e || e->supervisor_pid <= 0 || (::kill(e->supervisor_pid, 0) != 0 && errno == ESRCH))
+      out.push_back(name);
+  }
+  return out;
+}
+
+std::vector<std::string> leases_left_behind() {
+  std::vector<std::string> out;
+  for (auto& name : lease_entries()) {
+    int fd = ::open((std::string(kLeaseDir) + "/" + name).c_str(),
+                    O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_SH | LOCK_NB) == 0) out.push_back(name);  // nobody holds it
+    ::close(fd);
+  }
+  return out;
+}
 
 int host_mounts_mentioning(const std::string& s) {
   std::ifstream f("/proc/self/mountinfo");

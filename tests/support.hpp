@@ -122,6 +122,10 @@ std::string unique_name(const std::string& prefix);
 std::vector<std::string> registry_entries();
 // Leases held or present in the lease directory.
 std::vector<std::string> lease_entries();
+// The same, only those no running jail holds: entries whose supervisor is gone, lease files
+// nobody has locked. (Jails of other test runs on this host come and go meanwhile.)
+std::vector<std::string> registry_entries_left_behind();
+std::vector<std::string> leases_left_behind();
 // Host mounts whose mount point or source mentions s.
 int host_mounts_mentioning(const std::string& s);
 // pids of processes whose uid is uid (host view).

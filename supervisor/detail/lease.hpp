@@ -32,8 +32,13 @@ class IdLease {
 };
 
 // Leases a free id from range, starting the search at a random point so concurrent supervisors
-// rarely probe the same ids.
-common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::string& dir);
+// rarely probe the same ids. The lease file then holds jail_id: a locked lease is how stockade gc
+// knows a jail is alive (the kernel drops the lock with its supervisor, however it dies).
+common::Result<IdLease> lease_host_id(const policy::IdRange& range, const std::string& dir,
+                                      const std::string& jail_id = "");
+
+// The jail id a lease file holds ("" if none or unreadable).
+std::string read_lease_owner(int fd);
 
 std::string default_lease_dir();
 

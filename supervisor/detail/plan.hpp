@@ -48,6 +48,7 @@ enum class Step : std::int32_t {
   kSeccomp,
   kSignals,
   kSpawn,
+  kCgroupNs,
 };
 const char* step_name(Step s);
 
@@ -113,6 +114,9 @@ struct ChildPlan {
   SeccompProgram seccomp;
   SeccompProgram clone3_guard;  // empty unless the jail holds CAP_SYS_ADMIN
   bool deny_nested_userns = true;
+  // The supervisor moved the child into the jail's cgroup before 'G': a cgroup namespace made
+  // now is rooted there (one made by clone3 would be rooted at the supervisor's cgroup).
+  bool unshare_cgroupns = false;
   std::vector<std::string> argv_store, env_store, path_dirs;
   std::vector<char*> argv, envp;  // NULL-terminated views of the stores
   int sock = -1;                  // the child's end of the sync socket

@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -347,6 +348,80 @@ int do_udp_query(const Args& a) {
   return report(::recv(s, buf, sizeof buf, 0));
 }
 
+// Opens PATH for r, w or rw and reports only the open: device nodes whose read/write say nothing.
+int do_open(const Args& a) {
+  int flags = a.at(1) == "rw" ? O_RDWR : a.at(1) == "w" ? O_WRONLY : O_RDONLY;
+  return report(::open(a.at(0).c_str(), flags | O_CLOEXEC));
+}
+
+// Forks children that wait, until fork fails: "forked=N errno=E". The children are killed after.
+int do_fork_bomb(const Args&) {
+  std::vector<pid_t> kids;
+  int err = 0;
+  while (kids.size() < 100000) {
+    pid_t p = ::fork();
+    if (p == 0) {
+      ::pause();
+      ::_exit(0);
+    }
+    if (p < 0) {
+      err = errno;
+      break;
+    }
+    kids.push_back(p);
+  }
+  std::printf("forked=%zu errno=%s\n", kids.size(), err ? strerrorname_np(err) : "none");
+  std::fflush(stdout);
+  for (pid_t k : kids) ::kill(k, SIGKILL);
+  for (pid_t k : kids) ::waitpid(k, nullptr, 0);
+  return 0;
+}
+
+// Allocates and touches MB mebibytes, one at a time: "touched=MB" if nothing stopped it.
+int do_memhog(const Args& a) {
+  long mb = std::strtol(a.at(0).c_str(), nullptr, 10);
+  for (long i = 0; i < mb; ++i) {
+    char* p = static_cast<char*>(std::malloc(1 << 20));
+    if (p == nullptr) return report(-1);
+    std::memset(p, 1, 1 << 20);
+  }
+  std::printf("touched=%ld\n", mb);
+  return 0;
+}
+
+// Busy for SECONDS of wall time: "cpu_ms=C wall_ms=W".
+int do_spin(const Args& a) {
+  auto ms = [](clockid_t c) {
+    struct timespec t;
+    ::clock_gettime(c, &t);
+    return t.tv_sec * 1000.0 + t.tv_nsec / 1e6;
+  };
+  double wall0 = ms(CLOCK_MONOTONIC), cpu0 = ms(CLOCK_PROCESS_CPUTIME_ID);
+  double limit = std::strtod(a.at(0).c_str(), nullptr) * 1000;
+  volatile unsigned long x = 0;
+  while (ms(CLOCK_MONOTONIC) - wall0 < limit)
+    for (int i = 0; i < 100000; ++i) x = x + 1;
+  std::printf("cpu_ms=%.0f wall_ms=%.0f\n", ms(CLOCK_PROCESS_CPUTIME_ID) - cpu0,
+              ms(CLOCK_MONOTONIC) - wall0);
+  return 0;
+}
+
+// What the jail sees of cgroups: its /proc/self/cgroup lines, how many cgroup filesystems are
+// mounted in it, and whether it can mount one: "cgroup=L1|L2|... mounts=N mount=errno=E".
+int do_cgroup_view(const Args&) {
+  std::ifstream in("/proc/self/cgroup");
+  std::string line, lines;
+  while (std::getline(in, line)) lines += (lines.empty() ? "" : "|") + line;
+  std::ifstream mi("/proc/self/mountinfo");
+  int mounts = 0;
+  while (std::getline(mi, line))
+    if (line.find(" - cgroup") != std::string::npos) ++mounts;
+  int rc = ::mount("cgroup2", "/tmp", "cgroup2", 0, nullptr);
+  std::printf("cgroup=%s mounts=%d mount=%s\n", lines.c_str(), mounts,
+              rc == 0 ? "ok" : strerrorname_np(errno));
+  return 0;
+}
+
 struct Attack {
   size_t nargs;
   std::function<int(const Args&)> fn;
@@ -388,6 +463,11 @@ const std::map<std::string, Attack>& attacks() {
       {"connect", {2, do_connect}},
       {"connect-from", {3, do_connect_from}},
       {"udp-query", {2, do_udp_query}},
+      {"fork-bomb", {0, do_fork_bomb}},
+      {"open", {2, do_open}},
+      {"memhog", {1, do_memhog}},
+      {"spin", {1, do_spin}},
+      {"cgroup-view", {0, do_cgroup_view}},
   };
   return kAttacks;
 }
