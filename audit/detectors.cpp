@@ -1,5 +1,6 @@
 // The detectors: which events are escape attempts, how bad, blocked or not, and what the alert
 // says. One alert per event: the records of a syscall are correlated before they get here.
+#include <dirent.h>
 #include <fcntl.h>
 #include <libaudit.h>
 #include <linux/sched.h>
@@ -7,9 +8,11 @@
 #include <unistd.h>
 
 #include <array>
+#include <chrono>
 #include <cstring>
 #include <fstream>
 #include <set>
+#include <unordered_map>
 
 #include "audit/detail/event.hpp"
 
@@ -180,7 +183,12 @@ std::vector<std::pair<int, std::string>> foreign_ns_fds(pid_t pid, const Jail& j
     check_fd(only_fd);
     return out;
   }
-  for (int fd = 0; fd < 256; ++fd) check_fd(fd);  // enough for an attack program; bounded
+  // Only the fds it has: a storm of denied setns calls must not cost hundreds of readlinks each.
+  DIR* d = ::opendir(fmt::format("/proc/{}/fd", pid).c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') check_fd(std::atoi(e->d_name));
+  ::closedir(d);
   return out;
 }
 
@@ -195,8 +203,38 @@ std::vector<std::string> moved_namespaces(pid_t pid, const Jail& jail) {
   return out;
 }
 
-// The pid as the jail sees it: the last NSpid of /proc/PID/status.
+// What /proc said about a process, reused for a moment: a storm of attempts from one process
+// must not cost a /proc walk per record (pids are not reused within this window).
+struct ProcInfo {
+  std::chrono::steady_clock::time_point at;
+  long vpid = -1;
+  bool fds_scanned = false;
+  std::vector<std::pair<int, std::string>> foreign;
+};
+constexpr auto kProcInfoFresh = std::chrono::milliseconds(100);
+
+ProcInfo& proc_info(pid_t pid) {
+  static std::unordered_map<pid_t, ProcInfo> cache;
+  auto now = std::chrono::steady_clock::now();
+  if (cache.size() > 4096) cache.clear();
+  auto& info = cache[pid];
+  if (now - info.at > kProcInfoFresh) {
+    info = ProcInfo{};
+    info.at = now;
+  }
+  return info;
+}
+
+long inner_pid_uncached(pid_t pid);
+
 long inner_pid(pid_t pid) {
+  ProcInfo& info = proc_info(pid);
+  if (info.vpid < 0) info.vpid = inner_pid_uncached(pid);
+  return info.vpid;
+}
+
+// The pid as the jail sees it: the last NSpid of /proc/PID/status.
+long inner_pid_uncached(pid_t pid) {
   std::ifstream f(fmt::format("/proc/{}/status", pid));
   std::string line;
   while (std::getline(f, line)) {
@@ -268,7 +306,12 @@ std::vector<Alert> from_seccomp(const Event& ev, const Record& r, const Jail& ja
   std::string what = k.what;
   pid_t pid = static_cast<pid_t>(dec(r.get("pid")));
   if (name == "setns" && ctx.live && pid > 0) {
-    auto foreign = foreign_ns_fds(pid, jail, -1);
+    ProcInfo& info = proc_info(pid);
+    if (!info.fds_scanned) {
+      info.foreign = foreign_ns_fds(pid, jail, -1);
+      info.fds_scanned = true;
+    }
+    const auto& foreign = info.foreign;
     if (!foreign.empty()) {
       a.rule = "Stockade namespace fd passed into jail";
       a.priority = "Critical";
@@ -334,7 +377,10 @@ std::vector<Alert> from_syscall(const Event& ev, const Record& r, const Jail& ja
     a.fields["stockade.ns.type"] = ns_types(a1);
     a.fields["stockade.args"] = fmt::format("fd={} nstype={}", static_cast<int>(a0), ns_types(a1));
     if (ctx.live && pid > 0) {
-      auto foreign = foreign_ns_fds(pid, jail, static_cast<int>(a0));
+      // A bad fd (EBADF) names nothing to look at.
+      int fd = static_cast<int>(a0);
+      auto foreign =
+          fd >= 0 ? foreign_ns_fds(pid, jail, fd) : decltype(foreign_ns_fds(0, jail, 0)){};
       if (!foreign.empty()) {
         a.rule = "Stockade namespace fd passed into jail";
         a.priority = "Critical";

@@ -150,7 +150,7 @@ struct Engine::Impl {
     char* end = nullptr;
     unsigned long id = std::strtoul(auid->c_str(), &end, 10);
     if (end == auid->c_str() || id > 0xffffffffUL || !opt.range.contains(id)) return;
-    Jail jail = attribute(static_cast<std::uint32_t>(id));
+    const Jail& jail = attribute(static_cast<std::uint32_t>(id));
     for (auto& a : detail::detect(ev, jail, {opt.live, opt.key})) raise(a);
   }
 
@@ -179,18 +179,21 @@ struct Engine::Impl {
                   [&](const auto& kv) { return last_reload - kv.second.last_seen > kRemember; });
   }
 
-  Jail attribute(std::uint32_t id) {
+  Jail unknown_jail;
+
+  // Valid until the next call.
+  const Jail& attribute(std::uint32_t id) {
     auto it = jails.find(id);
     if (it == jails.end() && Clock::now() - last_reload > kReloadEvery) {
       reload();
       it = jails.find(id);
     }
     if (it != jails.end()) return it->second.jail;
-    Jail j;
-    j.host_uid = id;
-    j.id = "unknown";
-    j.policy = "unknown";
-    return j;
+    unknown_jail = Jail{};
+    unknown_jail.host_uid = id;
+    unknown_jail.id = "unknown";
+    unknown_jail.policy = "unknown";
+    return unknown_jail;
   }
 
   static void on_event(auparse_state_t* au, auparse_cb_event_t type, void* data) {

@@ -482,3 +482,80 @@ TEST_CASE("stockade watch sees the same attacks while auditd runs beside it", "[
   CHECK(audit_status_field("enabled") == enabled);
   CHECK(audit_rules_listed() == rules_before);
 }
+
+TEST_CASE("stockade watch tells a setns the kernel refused from one that worked", "[root][audit]") {
+  SKIP_UNLESS_ROOT();
+  // A jail whose policy lets setns through seccomp and keeps CAP_SYS_ADMIN: now the kernel
+  // decides, and our audit rule records the call with its arguments.
+  test::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  std::string policy = dir.path() + "/allow-setns.toml";
+  {
+    std::ofstream p(policy);
+    p << "[[seccomp.rule]]\nsyscall = \"setns\"\naction = \"allow\"\n";
+  }
+  std::string sock_dir = dir.path() + "/pass";
+  ::mkdir(sock_dir.c_str(), 0755);
+  NsFdPasser passer(sock_dir + "/sock");
+  REQUIRE(passer.ok());
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  std::vector<std::string> opts = {"--policy", policy, "--cap", "SYS_ADMIN"};
+  auto own = test::attack(opts, "setns", {"/proc/self/ns/net"});
+  CHECK(test::line(own.out) == "ok");
+  opts.insert(opts.end(), {"--bind", sock_dir + ":/pass"});
+  auto passed = test::attack(opts, "recv-setns", {"/pass/sock"});
+  CHECK(test::line(passed.out) == "errno=EPERM");  // the host's netns is not the jail's to join
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(w.stop() == 0);
+  auto got = alert_lines(alerts);
+  INFO(w.err());
+
+  const json* ok = find_rule(got, "Stockade setns into own namespace");
+  REQUIRE(ok);
+  CHECK((*ok)["output_fields"]["evt.res"] == "SUCCESS");
+  CHECK((*ok)["output_fields"]["stockade.blocked"] == false);
+  CHECK((*ok)["output_fields"]["evt.arg.nstype"] == "any");
+
+  const json* fd = find_rule(got, "Stockade namespace fd passed into jail");
+  REQUIRE(fd);
+  const json& f = (*fd)["output_fields"];
+  CHECK(f["evt.res"] == "EPERM");
+  CHECK(f["stockade.blocked"] == true);
+  CHECK(f["stockade.blocked_by"] == "kernel");
+  CHECK(f["stockade.ns.type"] == "net");
+  CHECK(f["evt.arg.fd"].get<int>() >= 3);
+  CHECK(got.size() == 2);
+}
+
+TEST_CASE("stockade watch raises an alert when the kernel loses audit records",
+          "[root][audit][slow]") {
+  SKIP_UNLESS_ROOT();
+  std::string limit = audit_status_field("backlog_limit");
+  std::string wait = audit_status_field("backlog_wait_time");
+  test::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  std::string policy = dir.path() + "/allow-setns.toml";
+  {
+    std::ofstream p(policy);
+    p << "[[seccomp.rule]]\nsyscall = \"setns\"\naction = \"allow\"\n";
+  }
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  // A tiny backlog and no waiting: the kernel drops records instead of slowing the jail.
+  REQUIRE(test::run({"/usr/sbin/auditctl", "-b", "2", "--backlog_wait_time", "0"}).exit_code == 0);
+  auto storm = test::attack({"--policy", policy}, "storm", {"100000", "0"});
+  (void)test::run({"/usr/sbin/auditctl", "-b", limit, "--backlog_wait_time", wait});
+  CHECK(audit_status_field("backlog_limit") == limit);
+  CHECK(audit_status_field("backlog_wait_time") == wait);
+  CHECK(test::line(storm.out) == "storm=100000");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  CHECK(w.stop() == 0);
+  auto got = alert_lines(alerts);
+  const json* lost = find_rule(got, "Stockade audit records lost");
+  REQUIRE(lost);
+  CHECK((*lost)["priority"] == "Critical");
+  CHECK((*lost)["output_fields"]["stockade.lost"].get<long>() > 0);
+}
