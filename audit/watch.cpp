@@ -98,13 +98,16 @@ class Reader {
           }
           break;
         }
-        int len = static_cast<int>(n);  // NLMSG_OK wants a signed length
-        for (auto* h = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(h, len);
-             h = NLMSG_NEXT(h, len)) {
+        // One record per message; walked by hand with unsigned sizes (NLMSG_OK mixes signs).
+        size_t len = static_cast<size_t>(n), off = 0;
+        while (off < len && len - off >= sizeof(nlmsghdr)) {
+          auto* h = reinterpret_cast<nlmsghdr*>(buf.data() + off);
+          if (h->nlmsg_len < NLMSG_HDRLEN || h->nlmsg_len > len - off) break;
           const char* body = static_cast<const char*>(NLMSG_DATA(h));
           size_t blen = h->nlmsg_len - NLMSG_HDRLEN;
           while (blen > 0 && body[blen - 1] == '\0') --blen;
           batch.push_back({static_cast<int>(h->nlmsg_type), std::string(body, blen)});
+          off += NLMSG_ALIGN(h->nlmsg_len);
           ++received_;
         }
       }

@@ -40,6 +40,7 @@ status=0
 symbolizer=$(command -v llvm-symbolizer-16 llvm-symbolizer-14 llvm-symbolizer | head -n1 || true)
 export UBSAN_OPTIONS=print_stacktrace=1${symbolizer:+:external_symbolizer_path=$symbolizer}
 export ASAN_OPTIONS=${symbolizer:+external_symbolizer_path=$symbolizer}
+export LSAN_OPTIONS=suppressions=$PWD/fuzz/lsan.supp
 TMPDIR=$PWD/$build_dir/tmp "$build_dir/fuzz/${target}_fuzz" "$corpus" \
   -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
   -artifact_prefix="$build_dir/artifacts/" 2>&1 | tee "$build_dir/fuzz.log" || status=$?

@@ -559,3 +559,68 @@ TEST_CASE("stockade watch raises an alert when the kernel loses audit records",
   CHECK((*lost)["priority"] == "Critical");
   CHECK((*lost)["output_fields"]["stockade.lost"].get<long>() > 0);
 }
+
+TEST_CASE("stockade watch names each escape syscall a jail tries, and which barrier stopped it",
+          "[root][audit]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  // A policy that lets unshare through seccomp: the jail's own user-namespace limit refuses a
+  // nested user namespace (ENOSPC), and our audit rule records it with its flags.
+  std::string policy = dir.path() + "/allow-unshare.toml";
+  {
+    std::ofstream p(policy);
+    p << "[[seccomp.rule]]\nsyscall = \"unshare\"\naction = \"allow\"\n";
+  }
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  // Under the default policy, seccomp refuses each of these (SECCOMP records).
+  for (auto [name, args] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{{"ptrace", {"1"}},
+                                                                     {"open-by-handle", {}},
+                                                                     {"mount-tmpfs", {"/tmp"}},
+                                                                     {"init-module", {}},
+                                                                     {"bpf", {}}}) {
+    auto r = test::attack({}, name, args);
+    CHECK(test::line(r.out) == "errno=EPERM");
+  }
+  // The kernel refuses these (SYSCALL records from our rules).
+  auto nested = test::attack({"--policy", policy}, "unshare-user");
+  CHECK(test::line(nested.out) == "errno=ENOSPC");
+  auto sysctl = test::attack({}, "sysctl-write", {"/proc/sys/kernel/core_pattern", "|/x"});
+  std::string refused = test::line(sysctl.out);  // not its file, and read-only
+  CHECK((refused == "errno=EACCES" || refused == "errno=EROFS"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(w.stop() == 0);
+  auto got = alert_lines(alerts);
+  INFO(w.err());
+  struct Want {
+    const char* rule;
+    const char* syscall;
+    const char* by;
+  };
+  for (const Want& want : std::vector<Want>{
+           {"Stockade ptrace attempt", "ptrace", "seccomp:errno"},
+           {"Stockade open_by_handle_at attempt", "open_by_handle_at", "seccomp:errno"},
+           {"Stockade mount attempt", "mount", "seccomp:errno"},
+           {"Stockade kernel module load attempt", "init_module", "seccomp:errno"},
+           {"Stockade bpf attempt", "bpf", "seccomp:errno"},
+           {"Stockade nested user namespace attempt", "unshare", "kernel"},
+           {"Stockade write to host kernel settings attempt", "openat", "kernel"}}) {
+    INFO(want.rule);
+    const json* a = find_rule(got, want.rule);
+    REQUIRE(a);
+    const json& f = (*a)["output_fields"];
+    CHECK(f["evt.type"] == want.syscall);
+    CHECK(f["stockade.blocked"] == true);
+    CHECK(f["stockade.blocked_by"] == want.by);
+    CHECK(f["stockade.jail.id"] != "unknown");
+    CHECK(f["proc.exepath"] == "/attack");
+  }
+  CHECK(find_rule(got, "Stockade nested user namespace attempt")->at("output_fields")["evt.res"] ==
+        "ENOSPC");
+  CHECK(find_rule(got, "Stockade nested user namespace attempt")
+            ->at("output_fields")["evt.arg.flags"] == "user");
+  CHECK(got.size() == 7);
+}
