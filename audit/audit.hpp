@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/registry.hpp"
 #include "common/result.hpp"
 
 namespace audit {
@@ -97,8 +98,10 @@ class Engine {
   void age();
   // Releases everything pending (end of input).
   void flush();
-  // Reads the registry again now (a jail was just registered).
+  // Reads the registry again now.
   void refresh_jails();
+  // A jail's entry, as read when it was registered (it may be gone by the time its records are).
+  void remember_jail(const common::registry::JailRecord& rec);
   // Raised by the watcher itself (lost records, missed multicast messages).
   void raise(const Alert& a);
   const EngineStats& stats() const;

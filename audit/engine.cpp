@@ -159,22 +159,24 @@ struct Engine::Impl {
     if (sink) sink(a);
   }
 
+  void remember(const common::registry::JailRecord& rec, Clock::time_point seen) {
+    if (rec.audit_id == common::registry::kNoAuditId) return;
+    Jail j;
+    j.known = true;
+    j.id = rec.id;
+    j.policy = rec.policy_digest.empty() ? "default" : rec.policy_digest;
+    j.host_uid = rec.host_uid;
+    j.uid = rec.uid;
+    j.init_pid = rec.init_pid;
+    j.namespaces = rec.namespaces;
+    for (auto& w : rec.command) j.command += (j.command.empty() ? "" : " ") + w;
+    jails[rec.audit_id] = Known{std::move(j), seen};
+  }
+
   void reload() {
     last_reload = Clock::now();
     if (opt.registry_dir.empty()) return;
-    for (auto& rec : common::registry::list(opt.registry_dir)) {
-      if (rec.audit_id == common::registry::kNoAuditId) continue;
-      Jail j;
-      j.known = true;
-      j.id = rec.id;
-      j.policy = rec.policy_digest.empty() ? "default" : rec.policy_digest;
-      j.host_uid = rec.host_uid;
-      j.uid = rec.uid;
-      j.init_pid = rec.init_pid;
-      j.namespaces = rec.namespaces;
-      for (auto& w : rec.command) j.command += (j.command.empty() ? "" : " ") + w;
-      jails[rec.audit_id] = Known{std::move(j), last_reload};
-    }
+    for (auto& rec : common::registry::list(opt.registry_dir)) remember(rec, last_reload);
     std::erase_if(jails,
                   [&](const auto& kv) { return last_reload - kv.second.last_seen > kRemember; });
   }
@@ -314,6 +316,10 @@ void Engine::flush() {
 void Engine::raise(const Alert& a) { impl_->raise(a); }
 
 void Engine::refresh_jails() { impl_->reload(); }
+
+void Engine::remember_jail(const common::registry::JailRecord& rec) {
+  impl_->remember(rec, Clock::now());
+}
 
 const EngineStats& Engine::stats() const { return impl_->stats; }
 

@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "audit/audit.hpp"
@@ -40,13 +41,17 @@ constexpr int kReceiveBuffer = 32 << 20;
 struct Message {
   int type;
   std::string body;
+  std::optional<common::registry::JailRecord> jail;  // a jail just registered (type 0)
 };
 
 // Receives records and queues them; nothing else, so the socket never overflows while the
 // other thread parses.
 class Reader {
  public:
-  static Result<std::unique_ptr<Reader>> open() {
+  // registry_dir: also watched (inotify), and each new entry read at once, in order with the
+  // records: a jail's workload starts only after its entry exists, so the entry is queued before
+  // the jail's first record, even for a jail that ends (and loses its entry) within milliseconds.
+  static Result<std::unique_ptr<Reader>> open(const std::string& registry_dir) {
     UniqueFd sock{::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT)};
     if (!sock) return fail(errno, "open the audit multicast socket");
     int size = kReceiveBuffer;
@@ -61,6 +66,17 @@ class Reader {
     UniqueFd stop{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
     if (!stop) return fail(errno, "eventfd");
     auto r = std::unique_ptr<Reader>(new Reader(std::move(sock), std::move(stop)));
+    r->registry_dir_ = registry_dir;
+    if (!registry_dir.empty()) {
+      (void)common::registry::ensure_dir(registry_dir);  // the watch needs it to exist
+      r->inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+      if (!r->inotify_ ||
+          ::inotify_add_watch(r->inotify_.get(), registry_dir.c_str(), IN_MOVED_TO) < 0)
+        common::log::warn(
+            "cannot watch '{}' for new jails ({}): short-lived jails may show as "
+            "'unknown', ignoring",
+            registry_dir, std::strerror(errno));
+    }
     r->thread_ = std::thread([p = r.get()] { p->loop(); });
     return r;
   }
@@ -82,14 +98,33 @@ class Reader {
 
  private:
   Reader(UniqueFd sock, UniqueFd stop) : sock_(std::move(sock)), stop_(std::move(stop)) {}
+  // New registry entries, read now (before the records that follow them).
+  void read_registrations(std::vector<Message>& batch) {
+    if (!inotify_) return;
+    alignas(inotify_event) char ev[4096];
+    ssize_t n;
+    while ((n = ::read(inotify_.get(), ev, sizeof ev)) > 0) {
+      for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
+        auto* e = reinterpret_cast<inotify_event*>(ev + off);
+        off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+        std::string name = e->len ? e->name : "";
+        if (name.size() <= 5 || name[0] == '.' || !name.ends_with(".json")) continue;
+        if (auto rec = common::registry::read(registry_dir_, name.substr(0, name.size() - 5)))
+          batch.push_back({0, {}, std::move(*rec)});
+      }
+    }
+  }
+
   void loop() {
     std::vector<char> buf(1 << 16);
     std::vector<Message> batch;
-    struct pollfd fds[2] = {{sock_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}};
+    struct pollfd fds[3] = {
+        {sock_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
     for (;;) {
-      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      if (::poll(fds, inotify_ ? 3 : 2, -1) < 0 && errno != EINTR) return;
       if (fds[1].revents) return;
       for (;;) {
+        read_registrations(batch);
         ssize_t n = ::recv(sock_.get(), buf.data(), buf.size(), MSG_DONTWAIT);
         if (n < 0) {
           if (errno == ENOBUFS) {
@@ -106,7 +141,7 @@ class Reader {
           const char* body = static_cast<const char*>(NLMSG_DATA(h));
           size_t blen = h->nlmsg_len - NLMSG_HDRLEN;
           while (blen > 0 && body[blen - 1] == '\0') --blen;
-          batch.push_back({static_cast<int>(h->nlmsg_type), std::string(body, blen)});
+          batch.push_back({static_cast<int>(h->nlmsg_type), std::string(body, blen), {}});
           off += NLMSG_ALIGN(h->nlmsg_len);
           ++received_;
         }
@@ -125,7 +160,8 @@ class Reader {
     }
   }
 
-  UniqueFd sock_, stop_;
+  UniqueFd sock_, stop_, inotify_;
+  std::string registry_dir_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -200,7 +236,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
         "audit was off: switched it on for this watch (auditctl -e 1); it is "
         "switched off again when the watch ends");
   // The reader listens before the rules exist, so nothing they produce is missed.
-  auto reader = TRY(Reader::open());
+  auto reader = TRY(Reader::open(o.registry_dir));
   auto rules = TRY_CTX(detail::RuleSet::install(sock.fd(), o.range, key), "audit rules");
   common::log::info("watching jails with audit ids {}..{}: {} rules with key '{}'", o.range.first,
                     o.range.first + o.range.count - 1, rules.size(), key);
@@ -215,17 +251,6 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   Engine engine(eo, [&](const Alert& a) {
     if (werr) werr = out.write(a);
   });
-  // A new registry entry is read before the records that follow it: a jail's workload starts
-  // only after its entry exists, so its first record never finds the registry without it, even
-  // for jails that end within milliseconds (their entries are remembered for minutes).
-  UniqueFd registry_watch{::inotify_init1(IN_CLOEXEC | IN_NONBLOCK)};
-  if (registry_watch && !o.registry_dir.empty())
-    (void)common::registry::ensure_dir(o.registry_dir);  // the watch needs it to exist
-  if (registry_watch && !o.registry_dir.empty() &&
-      ::inotify_add_watch(registry_watch.get(), o.registry_dir.c_str(), IN_MOVED_TO | IN_CREATE) <
-          0)
-    common::log::warn("cannot watch '{}' for new jails ({}), polling it instead, ignoring",
-                      o.registry_dir, std::strerror(errno));
   engine.refresh_jails();
   WatchSummary sum;
   sum.enabled_audit = enabled.switched();
@@ -236,11 +261,11 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   if (o.on_ready) o.on_ready();
   for (;;) {
     auto batch = reader->take(std::chrono::milliseconds(100));
-    char ev[4096];
-    bool registered = false;
-    while (registry_watch && ::read(registry_watch.get(), ev, sizeof ev) > 0) registered = true;
-    if (registered) engine.refresh_jails();
     for (auto& m : batch) {
+      if (m.jail) {
+        engine.remember_jail(*m.jail);
+        continue;
+      }
       engine.feed_record(m.type, m.body);
       if (raw) {
         const char* name = audit_msg_type_to_name(m.type);
@@ -289,7 +314,11 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   for (;;) {
     auto rest = reader->take(std::chrono::milliseconds(50));
     if (rest.empty()) break;
-    for (auto& m : rest) engine.feed_record(m.type, m.body);
+    for (auto& m : rest)
+      if (m.jail)
+        engine.remember_jail(*m.jail);
+      else
+        engine.feed_record(m.type, m.body);
   }
   sum.received = reader->received();
   sum.enobufs = reader->enobufs();
