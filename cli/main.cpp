@@ -7,6 +7,7 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
+#include "audit/audit.hpp"
 #include "cgroup/cgroup.hpp"
 #include "cli/nsjail_flags.hpp"
 #include "common/log.hpp"
@@ -380,6 +381,58 @@ int cmd_gc(const supervisor::GcOptions& options, bool json, bool bridges,
   return result->failed.empty() ? 0 : 1;
 }
 
+// "START[:COUNT]" of the jails' audit ids (= their host uids).
+bool parse_id_range(const std::string& s, audit::IdRange& r) {
+  if (s.empty()) return true;
+  unsigned long first = 0, count = r.count;
+  char extra = 0;
+  int n = std::sscanf(s.c_str(), "%lu:%lu%c", &first, &count, &extra);
+  if (n < 1 || n > 2 || count == 0 || first + count > 4294967295UL) return false;
+  r.first = static_cast<std::uint32_t>(first);
+  r.count = static_cast<std::uint32_t>(count);
+  return true;
+}
+
+int cmd_watch(audit::WatchOptions& o, const std::string& ids) {
+  if (!parse_id_range(ids, o.range)) {
+    log::error("watch: '{}' is not START[:COUNT]", ids);
+    return kExitUsage;
+  }
+  if (o.registry_dir.empty()) o.registry_dir = registry::default_dir();
+  auto sum = audit::watch(o);
+  if (!sum) {
+    log::error("watch: {}", sum.error().message());
+    return 1;
+  }
+  if (o.replay.empty())
+    log::info(
+        "watch: {} records received, {} events, {} alerts in {:.1f}s; {} missed "
+        "(socket overflows), {} lost by the kernel; rules removed{}",
+        sum->received, sum->engine.events, sum->engine.alerts, sum->seconds, sum->enobufs,
+        sum->kernel_lost, sum->enabled_audit ? ", audit switched off again" : "");
+  else
+    log::info("watch: replayed {} records ({} unreadable), {} events, {} alerts in {:.3f}s",
+              sum->engine.records, sum->engine.malformed, sum->engine.events, sum->engine.alerts,
+              sum->seconds);
+  return 0;
+}
+
+int cmd_alerts(audit::ReviewOptions& o, const std::string& since) {
+  if (!since.empty()) {
+    auto d = audit::parse_duration(since);
+    if (!d) {
+      log::error("alerts: {}", d.error().message());
+      return kExitUsage;
+    }
+    o.since_s = *d;
+  }
+  if (auto r = audit::review(o, stdout); !r) {
+    log::error("alerts: {}", r.error().message());
+    return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -442,6 +495,55 @@ int main(int argc, char** argv) {
   gc->add_option("--bridge", gc_bridge, "only this bridge: remove it if no jail uses it")
       ->type_name("NAME");
 
+  audit::WatchOptions watch_opts;
+  std::string watch_ids;
+  auto* watch = app.add_subcommand(
+      "watch",
+      "raise alerts when jailed processes try to escape (reads the kernel's audit stream)");
+  watch
+      ->add_option("-o,--output", watch_opts.output,
+                   "append alerts (Falco JSON lines) to FILE instead of stdout")
+      ->type_name("FILE");
+  watch
+      ->add_option("--replay", watch_opts.replay,
+                   "run the detectors over a raw audit log (auditd's log, ausearch --raw) "
+                   "instead of watching")
+      ->type_name("FILE");
+  watch
+      ->add_option("--save-raw", watch_opts.save_raw,
+                   "also append every audit record received to FILE, in auditd's raw format")
+      ->type_name("FILE");
+  watch
+      ->add_option("--audit-ids", watch_ids,
+                   "START[:COUNT] the jails' audit ids = host uids (default 1879048192:65536)")
+      ->type_name("START[:COUNT]");
+  watch->add_option("--key", watch_opts.key, "key of the audit rules (default stockade-PID)");
+  watch
+      ->add_option("--registry", watch_opts.registry_dir,
+                   "jail registry directory (default /run/stockade/jails)")
+      ->type_name("DIR");
+  watch->add_option("--stop-after", watch_opts.stop_after, "stop after SECONDS")
+      ->type_name("SECONDS");
+  watch->footer(
+      "Needs root (CAP_AUDIT_CONTROL, CAP_AUDIT_READ). Installs audit rules filtered on the "
+      "jails'\n"
+      "audit ids (arch b64 and b32) and removes exactly those when it stops (SIGTERM, SIGINT,\n"
+      "SIGHUP, error). If audit is off it is switched on for the watch, and off again after; it\n"
+      "says so. Reads the multicast audit stream, so auditd may run beside it. Alerts name the\n"
+      "jail, the process, the syscall, whether it was blocked; lost records raise their own.");
+
+  audit::ReviewOptions review_opts;
+  std::string alerts_since;
+  auto* alerts = app.add_subcommand("alerts", "review alerts written by stockade watch");
+  alerts->add_option("FILE", review_opts.file, "alert file (default stdin)");
+  alerts->add_option("--since", alerts_since, "only alerts of the last 90s, 15m, 1h, 2d")
+      ->type_name("DURATION");
+  alerts->add_option("--jail", review_opts.jail, "only this jail id");
+  alerts->add_option("--rule", review_opts.rule, "only rules containing this text");
+  alerts->add_option("--priority", review_opts.priority,
+                     "only this priority and worse (Critical, Error, Warning, Notice, ...)");
+  alerts->add_flag("--json", review_opts.json, "print the matching alert lines unchanged");
+
   // Everything after the first "--" is the workload's command line, never our options.
   std::vector<std::string> command;
   int n = argc;
@@ -481,5 +583,7 @@ int main(int argc, char** argv) {
   if (ps->parsed()) return cmd_ps(ps_json);
   if (inspect->parsed()) return cmd_inspect(inspect_id, inspect_json);
   if (gc->parsed()) return cmd_gc(gc_options, gc_json, gc_bridges, gc_bridge);
+  if (watch->parsed()) return cmd_watch(watch_opts, watch_ids);
+  if (alerts->parsed()) return cmd_alerts(review_opts, alerts_since);
   return kExitUsage;
 }

@@ -33,6 +33,7 @@ json to_j(const JailRecord& r) {
          {"uid", r.uid},
          {"gid", r.gid},
          {"rootless", r.rootless},
+         {"audit_id", r.audit_id},
          {"namespaces", r.namespaces},
          {"started_unix_ms", r.started_unix_ms},
          {"command", r.command},
@@ -60,6 +61,7 @@ JailRecord from_j(const json& j) {
   r.uid = j.value("uid", 0u);
   r.gid = j.value("gid", 0u);
   r.rootless = j.value("rootless", false);
+  r.audit_id = j.value("audit_id", kNoAuditId);
   r.namespaces = j.value("namespaces", std::map<std::string, std::uint64_t>{});
   r.started_unix_ms = j.value("started_unix_ms", std::int64_t{0});
   r.command = j.value("command", std::vector<std::string>{});

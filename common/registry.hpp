@@ -13,6 +13,9 @@
 
 namespace common::registry {
 
+// "unset" as the kernel writes it in /proc/PID/loginuid and in audit records.
+inline constexpr std::uint32_t kNoAuditId = 4294967295u;
+
 struct JailRecord {
   std::string id;
   pid_t supervisor_pid = 0;
@@ -22,6 +25,9 @@ struct JailRecord {
   uid_t uid = 0;  // inside the jail
   gid_t gid = 0;
   bool rootless = false;
+  // The jail's audit id (loginuid) as the host's audit records show it: the jail's host uid, or
+  // kNoAuditId when the jail runs without one (rootless, or the supervisor could not give one).
+  std::uint32_t audit_id = 4294967295u;
   std::map<std::string, std::uint64_t> namespaces;  // "net" -> inode
   std::int64_t started_unix_ms = 0;
   std::vector<std::string> command;

@@ -18,12 +18,21 @@ fi
 secret=/tmp/demo-secret-$$
 # Section 9's lab: a "server" namespace behind the host, and a bridge, both the demo's own.
 lab_ns=skdemo-srv$$ lab_up=skdemou$$ lab_br=skdemob$$ lab_pid=
+# Section 10's watcher.
+watchdir=
+watcher=
+passer=
 cleanup() {
   rm -f "$secret"
   [ -n "$lab_pid" ] && kill "$lab_pid" 2>/dev/null && wait "$lab_pid" 2>/dev/null
   ip netns del "$lab_ns" 2>/dev/null
   ip link del "$lab_up" 2>/dev/null
   "$stockade" gc --bridge "$lab_br" >/dev/null 2>&1
+  # By pid only: the watcher removes its audit rules (and switches audit off again if it had to
+  # switch it on) when it gets SIGTERM.
+  [ -n "$passer" ] && kill "$passer" 2>/dev/null
+  if [ -n "$watcher" ]; then kill -TERM "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null; fi
+  [ -n "$watchdir" ] && rm -rf "$watchdir"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -184,6 +193,52 @@ print("allow rule", allowed, "packets, denied", c.get("denied", 0), "packets")')
 else
   line "-" skipped "bridged networking" "cannot create a network namespace here"
 fi
+
+# 10. A namespace fd passed in from outside (SCM_RIGHTS over a bound unix socket) and setns on
+# it, with `stockade watch` running: the attempt fails, and the security team gets an alert.
+watchdir=$(mktemp -d /tmp/stockade-demo-watch-XXXXXX)
+chmod 755 "$watchdir"
+mkdir -m 755 "$watchdir/pass"
+alerts=$watchdir/alerts.jsonl
+"$stockade" watch --key "stockade-demo-$$" -o "$alerts" 2>"$watchdir/watch.err" &
+watcher=$!
+for _ in $(seq 100); do grep -q watching "$watchdir/watch.err" && break; sleep 0.1; done
+python3 - "$watchdir/pass/sock" <<'PY' &
+import array, os, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind(sys.argv[1])
+os.chmod(sys.argv[1], 0o777)
+s.listen(1)
+c, _ = s.accept()
+fd = os.open("/proc/self/ns/net", os.O_RDONLY)
+c.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+PY
+passer=$!
+for _ in $(seq 50); do [ -S "$watchdir/pass/sock" ] && break; sleep 0.1; done
+recv_setns='import array, ctypes, errno, socket, time
+s = socket.socket(socket.AF_UNIX)
+s.connect("/pass/sock")
+_, anc, _, _ = s.recvmsg(1, socket.CMSG_SPACE(4))
+fd = array.array("i", anc[0][2])[0]
+libc = ctypes.CDLL(None, use_errno=True)
+print("joined" if libc.setns(fd, 0) == 0 else errno.errorcode[ctypes.get_errno()])
+time.sleep(1)  # an attacker would retry; the watcher looks at the fd meanwhile'
+out=$(jail --bind "$watchdir/pass:/pass" -- python3 -c "$recv_setns")
+sleep 0.5
+kill -TERM "$watcher" 2>/dev/null
+wait "$watcher" 2>/dev/null
+watcher=
+verdict=blocked; [ "$out" = joined ] && verdict=allowed
+raised=$(grep -c '"rule":"Stockade namespace fd passed into jail"' "$alerts" 2>/dev/null)
+detail="setns on a host netns fd received over a unix socket: $out; alerts raised: ${raised:-0}"
+[ "${raised:-0}" -ge 1 ] || { verdict="$verdict, no alert"; }
+check blocked "$verdict" "setns on a namespace fd passed in" "$detail"
+if grep -q "switched it on" "$watchdir/watch.err"; then
+  echo "    (audit was off: stockade watch switched it on for the demo and off again)"
+fi
+echo
+echo "What the security team sees (stockade alerts $alerts):"
+"$stockade" alerts "$alerts" | sed 's/^/    /'
 
 echo
 if [ "$failures" -eq 0 ]; then

@@ -469,6 +469,14 @@ void child_main(ChildPlan& plan) {
   if (plan.sock > 3) (void)sys::close_range(3, static_cast<unsigned>(plan.sock) - 1, 0);
   (void)sys::close_range(static_cast<unsigned>(plan.sock) + 1, ~0U, 0);
   (void)::setsid();
+  // The jail's audit id. Opened now, while we are still the supervisor's uid and dumpable (a
+  // non-dumpable task's /proc/self files belong to root, and after the uid change we are no
+  // longer root): the number written later is read in the opener's user namespace, this one,
+  // so the in-jail uid becomes the jail's host uid in the kernel's records.
+  if (plan.loginuid_text[0] != '\0') {
+    plan.loginuid_fd = sys::open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC);
+    check(plan, plan.loginuid_fd >= 0, Step::kLoginuid);
+  }
   // This needs no id map: it overlaps with the parent writing them.
   open_sources(plan);
   char go;
@@ -508,6 +516,17 @@ void child_main(ChildPlan& plan) {
   // The supervisor has written the registry entry: the workload may start.
   char x;
   if (sys::read(plan.sock, &x, 1) != 1 || x != 'X') ::_exit(125);
+  // Written as late as possible, so the jail's own setup (mounts, pivot_root, ...) is not
+  // audited as the jail; pid 1 and everything it starts carry it. Setting it needs no privilege
+  // while it is unset (the supervisor made sure it is); once set, changing it needs
+  // CAP_AUDIT_CONTROL in the host's user namespace, which nothing in the jail can have.
+  if (plan.loginuid_fd >= 0) {
+    size_t len = std::strlen(plan.loginuid_text);
+    check(plan, sys::write(plan.loginuid_fd, plan.loginuid_text, len) == static_cast<ssize_t>(len),
+          Step::kLoginuid);
+    ::close(plan.loginuid_fd);
+    plan.loginuid_fd = -1;
+  }
   run_init(plan);
 }
 
@@ -567,6 +586,8 @@ const char* step_name(Step s) {
       return "start the workload";
     case Step::kCgroupNs:
       return "enter a cgroup namespace rooted at the jail's cgroup";
+    case Step::kLoginuid:
+      return "set the jail's audit id (loginuid)";
   }
   return "setup";
 }

@@ -11,6 +11,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <optional>
 
 #include "cgroup/cgroup.hpp"
@@ -129,6 +131,47 @@ void wait_child_cgroup_ns(pid_t pid) {
   while (::stat(path.c_str(), &child) == 0 && child.st_ino == own.st_ino && Clock::now() < give_up)
     ::sched_yield();
 }
+
+// The supervisor's own loginuid, or kNoAuditId if unset or unreadable.
+std::uint32_t own_loginuid() {
+  UniqueFd fd{sys::open("/proc/self/loginuid", O_RDONLY | O_CLOEXEC)};
+  char buf[16] = {};
+  if (!fd || sys::read(fd.get(), buf, sizeof buf - 1) <= 0) return common::registry::kNoAuditId;
+  return static_cast<std::uint32_t>(std::strtoul(buf, nullptr, 10));
+}
+
+Result<void> write_own_loginuid(std::uint32_t value) {
+  return write_proc_file(::getpid(), "loginuid", std::to_string(value));
+}
+
+// A jail's audit id can only be set by the jail's first task itself, and only while its
+// loginuid is unset: that task is already in the jail's user namespace, where no capability
+// counts for audit. A supervisor started from a login session (loginuid set) therefore lends
+// its loginuid out around clone(): it unsets its own (root holds CAP_AUDIT_CONTROL; refused when
+// the host locked loginuids with --loginuid-immutable), so the child is born unset, and sets it
+// back at once. The supervisor keeps its auid; the kernel gives it a new session id.
+class LoginuidLoan {
+ public:
+  static Result<LoginuidLoan> lend(std::uint32_t current) {
+    TRY_CTX(write_own_loginuid(common::registry::kNoAuditId), "unset the supervisor's loginuid");
+    return LoginuidLoan(current);
+  }
+  LoginuidLoan(LoginuidLoan&& o) noexcept : saved_(std::exchange(o.saved_, kNone)) {}
+  LoginuidLoan& operator=(LoginuidLoan&&) = delete;
+  ~LoginuidLoan() { give_back(); }
+  // Restores the supervisor's loginuid (allowed without privilege: it is unset now).
+  void give_back() noexcept {
+    if (saved_ == kNone) return;
+    if (!write_own_loginuid(saved_))
+      common::log::warn("could not restore the supervisor's loginuid {}, ignoring", saved_);
+    saved_ = kNone;
+  }
+
+ private:
+  static constexpr std::uint32_t kNone = common::registry::kNoAuditId;
+  explicit LoginuidLoan(std::uint32_t saved) : saved_(saved) {}
+  std::uint32_t saved_;
+};
 
 bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
 
@@ -417,6 +460,28 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   UniqueFd sock{sv[0]}, child_sock{sv[1]};
   plan->sock = sv[1];
 
+  // The jail's audit id is its host uid (unique per jail); rootless jails share the caller's uid
+  // and get none.
+  std::uint32_t audit_id = common::registry::kNoAuditId;
+  std::optional<LoginuidLoan> loan;
+  if (!rootless) {
+    std::uint32_t own = own_loginuid();
+    if (own != common::registry::kNoAuditId) {
+      auto lent = LoginuidLoan::lend(own);
+      if (lent)
+        loan.emplace(std::move(*lent));
+      else
+        common::log::warn("the jail gets no audit id (stockade watch will not see it): {}",
+                          lent.error().message());
+    }
+    if (own == common::registry::kNoAuditId || loan) {
+      audit_id = host_uid;
+      auto text = fmt::format("{}", spec.uid);
+      std::memcpy(plan->loginuid_text, text.data(),
+                  std::min(text.size(), sizeof plan->loginuid_text - 1));
+    }
+  }
+
   int pidfd = -1;
   struct clone_args args {};
   // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
@@ -431,6 +496,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   args.exit_signal = SIGCHLD;
   pid_t pid = sys::clone3(&args);
   if (pid == 0) detail::child_main(*plan);
+  if (loan) loan->give_back();
   if (pid < 0) return fail(errno, "clone into new namespaces");
   ChildGuard child(pid, pidfd);
   child_sock.reset();
@@ -470,6 +536,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     rec.gid = spec.gid;
     rec.rootless = rootless;
     if (plan->unshare_cgroupns) wait_child_cgroup_ns(pid);
+    rec.audit_id = audit_id;
     rec.namespaces = namespace_inodes(pid);
     rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())

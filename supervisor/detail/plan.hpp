@@ -49,6 +49,7 @@ enum class Step : std::int32_t {
   kSignals,
   kSpawn,
   kCgroupNs,
+  kLoginuid,
 };
 const char* step_name(Step s);
 
@@ -120,6 +121,10 @@ struct ChildPlan {
   std::vector<std::string> argv_store, env_store, path_dirs;
   std::vector<char*> argv, envp;  // NULL-terminated views of the stores
   int sock = -1;                  // the child's end of the sync socket
+  // The jail's audit id: the child writes loginuid_text (its in-jail uid, which the kernel maps
+  // to the jail's unique host uid) to its own /proc/self/loginuid. Empty: no audit id.
+  char loginuid_text[16] = {};
+  int loginuid_fd = -1;  // filled by the child
 };
 
 // Files generated for the jail's /etc (name -> content), in place of the host's: a bridged

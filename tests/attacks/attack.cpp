@@ -23,9 +23,12 @@
 #include <sys/ptrace.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -422,6 +425,83 @@ int do_cgroup_view(const Args&) {
   return 0;
 }
 
+// Receives one fd over the unix socket at PATH (SCM_RIGHTS) and calls setns on it: a namespace
+// fd passed in from outside the jail. Keeps the fd a second longer, as an attacker retrying would.
+int do_recv_setns(const Args& a) {
+  int s = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", a.at(0).c_str());
+  if (s < 0 || ::connect(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    return report(-1);
+  char byte;
+  struct iovec iov = {&byte, 1};
+  alignas(struct cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = ctl;
+  msg.msg_controllen = sizeof ctl;
+  if (::recvmsg(s, &msg, MSG_CMSG_CLOEXEC) <= 0) return report(-1);
+  struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  if (c == nullptr || c->cmsg_type != SCM_RIGHTS) {
+    std::printf("no-fd\n");
+    return 0;
+  }
+  int fd;
+  std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  int rc = report(::setns(fd, 0));
+  std::fflush(stdout);
+  ::sleep(1);
+  return rc;
+}
+
+// Writes VALUE to /proc/self/loginuid: a jail changing the audit id it is known by.
+int do_loginuid_write(const Args& a) {
+  int fd = ::open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC);
+  if (int r = report_if_failed(fd); r >= 0) return r;
+  const std::string& v = a.at(0);
+  return report(::write(fd, v.data(), v.size()) == static_cast<ssize_t>(v.size()) ? 0 : -1);
+}
+
+// "loginuid=N": the audit id as the jail sees it (its own uid if the id maps to it).
+int do_loginuid(const Args&) {
+  std::ifstream f("/proc/self/loginuid");
+  std::string v;
+  f >> v;
+  std::printf("loginuid=%s\n", v.c_str());
+  return 0;
+}
+
+// An event storm for benchmarks: COUNT setns(-1, 0) calls at up to RATE per second (0: as fast
+// as it goes).
+int do_storm(const Args& a) {
+  long count = std::strtol(a.at(0).c_str(), nullptr, 10);
+  double rate = std::strtod(a.at(1).c_str(), nullptr);
+  // In chunks of a millisecond's worth, sleeping in between: a generator that spins would take
+  // a core from the watcher it is measuring.
+  long chunk = rate > 0 ? std::max(1L, static_cast<long>(rate / 1000)) : count;
+  struct timespec start;
+  ::clock_gettime(CLOCK_MONOTONIC, &start);
+  for (long i = 0; i < count; i += chunk) {
+    if (rate > 0) {
+      double due = static_cast<double>(i) / rate;
+      struct timespec at = start;
+      at.tv_sec += static_cast<time_t>(due);
+      at.tv_nsec += static_cast<long>((due - static_cast<double>(static_cast<time_t>(due))) * 1e9);
+      if (at.tv_nsec >= 1000000000L) {
+        at.tv_sec += 1;
+        at.tv_nsec -= 1000000000L;
+      }
+      while (::clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, nullptr) == EINTR) {
+      }
+    }
+    for (long j = i; j < std::min(count, i + chunk); ++j) (void)::setns(-1, 0);
+  }
+  std::printf("storm=%ld\n", count);
+  return 0;
+}
+
 struct Attack {
   size_t nargs;
   std::function<int(const Args&)> fn;
@@ -468,6 +548,10 @@ const std::map<std::string, Attack>& attacks() {
       {"memhog", {1, do_memhog}},
       {"spin", {1, do_spin}},
       {"cgroup-view", {0, do_cgroup_view}},
+      {"recv-setns", {1, do_recv_setns}},
+      {"loginuid-write", {1, do_loginuid_write}},
+      {"loginuid", {0, do_loginuid}},
+      {"storm", {2, do_storm}},
   };
   return kAttacks;
 }
