@@ -453,6 +453,52 @@ std::vector<Alert> from_login(const Event& ev, const Record& r, const Jail& jail
   return {a};
 }
 
+// A packet the jail's egress policy dropped (netjail logs them, rate-limited, with the jail's
+// mark). A jail retrying one destination is one finding: repeats within kEgressQuiet of the
+// same jail, destination and protocol raise no new alert.
+constexpr std::int64_t kEgressQuietMs = 10000;
+
+std::vector<Alert> from_egress(const Event& ev, const Record& r, const Jail& jail) {
+  static std::unordered_map<std::string, std::int64_t> last;
+  std::string dst = str(r.get("daddr"));
+  long proto = dec(r.get("proto"));
+  std::string key = fmt::format("{}|{}|{}|{}", jail.host_uid, jail.id, dst, proto);
+  auto [it, fresh] = last.try_emplace(key, ev.time_ms);
+  if (!fresh && ev.time_ms - it->second < kEgressQuietMs) return {};
+  it->second = ev.time_ms;
+  if (last.size() > 100000) last.clear();  // a bound, not a policy: at worst a repeat alert
+
+  Alert a;
+  a.time_ns = ev.time_ms * 1000000;
+  a.rule = "Stockade egress denied";
+  a.priority = "Notice";
+  a.tags = {"T1041", "mitre_exfiltration", "network", "stockade"};
+  std::string l4 = proto == 6    ? "tcp"
+                   : proto == 17 ? "udp"
+                   : proto == 1  ? "icmp"
+                   : proto == 58 ? "icmpv6"
+                                 : std::to_string(proto);
+  auto& f = a.fields;
+  f["evt.time"] = a.time_ns;
+  f["evt.type"] = "egress";
+  f["evt.res"] = "DROPPED";
+  f["fd.sip"] = str(r.get("saddr"));
+  f["fd.rip"] = dst;
+  f["fd.l4proto"] = l4;
+  f["stockade.jail.id"] = jail.id;
+  f["stockade.jail.policy"] = jail.policy;
+  f["stockade.jail.host_uid"] = jail.host_uid;
+  if (jail.known) f["stockade.jail.command"] = jail.command;
+  f["stockade.blocked"] = true;
+  f["stockade.blocked_by"] = "nftables:egress";
+  f["stockade.audit.serial"] = ev.serial;
+  a.text = fmt::format(
+      "Jail sent traffic its egress policy denies (jail={} policy={} host_uid={} src={} dst={} "
+      "proto={}; dropped on the host; repeats within {}s are not alerted again)",
+      jail.id, jail.policy, jail.host_uid, str(r.get("saddr")), dst, l4, kEgressQuietMs / 1000);
+  return {a};
+}
+
 }  // namespace
 
 std::string syscall_name(const std::string& arch_hex, long nr) {
@@ -463,6 +509,7 @@ std::string syscall_name(const std::string& arch_hex, long nr) {
 }
 
 std::vector<Alert> detect(const Event& ev, const Jail& jail, const DetectContext& ctx) {
+  if (const Record* r = ev.find(AUDIT_NETFILTER_PKT)) return from_egress(ev, *r, jail);
   if (const Record* r = ev.find(AUDIT_LOGIN)) return from_login(ev, *r, jail, ctx);
   if (const Record* r = ev.find(AUDIT_SECCOMP)) return from_seccomp(ev, *r, jail, ctx);
   if (const Record* r = ev.find(AUDIT_SYSCALL)) return from_syscall(ev, *r, jail, ctx);

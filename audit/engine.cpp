@@ -22,7 +22,9 @@ using Clock = std::chrono::steady_clock;
 
 // Records the kernel sends on their own, without an end-of-event record: handled at once
 // instead of waiting for libauparse to age them out (an alert must not wait seconds).
-bool standalone(int type) { return type == AUDIT_SECCOMP || type == AUDIT_ANOM_ABEND; }
+bool standalone(int type) {
+  return type == AUDIT_SECCOMP || type == AUDIT_ANOM_ABEND || type == AUDIT_NETFILTER_PKT;
+}
 
 // A recently ended jail is still attributed for this long after its registry entry went.
 constexpr auto kRemember = std::chrono::minutes(10);
@@ -146,9 +148,17 @@ struct Engine::Impl {
       if (auid == nullptr) auid = r.get("auid");
       if (auid != nullptr) break;
     }
+    // nftables' `log level audit` record of a packet a jail's egress policy dropped names no
+    // process: the packet's mark is the jail's host uid (netjail stamps it), its audit id.
+    int base = 10;
+    if (auid == nullptr)
+      if (const Record* pkt = ev.find(AUDIT_NETFILTER_PKT)) {
+        auid = pkt->get("mark");
+        base = 16;
+      }
     if (auid == nullptr) return;
     char* end = nullptr;
-    unsigned long id = std::strtoul(auid->c_str(), &end, 10);
+    unsigned long id = std::strtoul(auid->c_str(), &end, base);
     if (end == auid->c_str() || id > 0xffffffffUL || !opt.range.contains(id)) return;
     const Jail& jail = attribute(static_cast<std::uint32_t>(id));
     for (auto& a : detail::detect(ev, jail, {opt.live, opt.key})) raise(a);

@@ -188,6 +188,31 @@ TEST_CASE("replaying a recorded audit log raises one alert per escape attempt", 
   CHECK(alerts[2].fields["stockade.blocked_by"] == "seccomp:errno");
 }
 
+TEST_CASE("a packet a jail's egress policy dropped is one alert naming the jail by its mark",
+          "[audit]") {
+  std::vector<std::string> log;
+  for (int i = 0; i < 5; ++i)  // a jail retrying: one finding
+    log.push_back(fmt::format(
+        "type=NETFILTER_PKT msg=audit(1795659178.{:03}:{}): mark=0x7000ed84 saddr=10.219.0.215 "
+        "daddr=203.0.113.9 proto=6",
+        100 + i, 583592 + i));
+  log.push_back(
+      "type=NETFILTER_PKT msg=audit(1795659179.000:583600): mark=0x7000ed84 saddr=10.219.0.215 "
+      "daddr=203.0.113.10 proto=17");
+  // Another host's packet, marked by someone else: not a jail's.
+  log.push_back(
+      "type=NETFILTER_PKT msg=audit(1795659179.100:583601): mark=0x2000 saddr=192.0.2.7 "
+      "daddr=203.0.113.9 proto=6");
+  auto alerts = replay_lines(log);
+  REQUIRE(alerts.size() == 2);
+  CHECK(alerts[0].rule == "Stockade egress denied");
+  CHECK(alerts[0].fields["stockade.jail.host_uid"] == 0x7000ed84u);
+  CHECK(alerts[0].fields["fd.rip"] == "203.0.113.9");
+  CHECK(alerts[0].fields["fd.l4proto"] == "tcp");
+  CHECK(alerts[0].fields["stockade.blocked"] == true);
+  CHECK(alerts[1].fields["fd.l4proto"] == "udp");
+}
+
 TEST_CASE("mangled and truncated audit records never crash the assembly", "[audit]") {
   auto lines = read_lines(kRecorded);
   std::mt19937 rng(42);
@@ -435,6 +460,37 @@ void watch_attacks() {
 }
 
 }  // namespace
+
+TEST_CASE("stockade watch alerts when a bridged jail's egress policy drops its traffic",
+          "[root][audit][net]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir dir;
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  std::string bridge = "skau" + std::to_string(::getpid() % 100000);
+  int n = ::getpid() % 200 + 20;
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  // 203.0.113.9 (TEST-NET-3) is not allowed: the SYN is dropped on the host, never sent on.
+  auto r = test::attack(
+      {"--net", "bridge", "--bridge", bridge, "--subnet", fmt::format("10.211.{}.0/24", n),
+       "--subnet", fmt::format("fd00:211:{}::/64", n)},
+      "connect", {"203.0.113.9", "9"});
+  CHECK(test::line(r.out) == "errno=ETIMEDOUT");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(w.stop() == 0);
+  INFO(w.err());
+  auto got = alert_lines(alerts);
+  const json* egress = find_rule(got, "Stockade egress denied");
+  REQUIRE(egress);
+  const json& f = (*egress)["output_fields"];
+  CHECK(f["fd.rip"] == "203.0.113.9");
+  CHECK(f["fd.l4proto"] == "tcp");
+  CHECK(f["stockade.jail.id"] != "unknown");
+  // The SYN and its retransmission are one finding.
+  CHECK(std::count_if(got.begin(), got.end(),
+                      [](const json& a) { return a["rule"] == "Stockade egress denied"; }) == 1);
+  CHECK(test::stockade({"gc", "--bridge", bridge}).exit_code == 0);
+}
 
 TEST_CASE(
     "stockade watch alerts on a namespace fd passed into a jail, setns and loginuid "
