@@ -480,11 +480,9 @@ std::vector<Leftover> leftovers(const std::string& state_dir) {
 
 Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts) {
   std::vector<std::string> out;
-  std::vector<std::string> bridges = dir_entries(opts.state_dir);
-  if (bridges.empty()) return out;
   RouteSocket rs = TRY(open_route_socket());
   NftSocket nft = TRY(open_nft_socket());
-  for (const auto& bridge : bridges) {
+  for (const auto& bridge : dir_entries(opts.state_dir)) {
     if (!opts.only_bridge.empty() && bridge != opts.only_bridge) continue;
     std::string dir = opts.state_dir + "/" + bridge;
     // A bridge no jail holds, and none is starting on right now.
@@ -502,12 +500,16 @@ Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts
     for (const auto& name : dir_entries(dir)) (void)::unlink((dir + "/" + name).c_str());
     (void)::rmdir(dir.c_str());  // a jail that opened the lock file meanwhile recreates it
   }
+  // No bridge left means no jail: each holds its bridge's state directory from before it touches
+  // the tables until after it has left them. Any chain still there lost its lease (a lease file
+  // removed by hand): it goes with the tables.
   if (!opts.dry_run && dir_entries(opts.state_dir).empty() && TRY(base_exists(nft))) {
     auto ids = TRY(jail_ids(nft));
-    if (ids.empty()) {
-      TRY(delete_base(nft));
-      out.push_back("nftables tables inet stockade, bridge stockade_l2");
-    }
+    TRY(delete_base(nft));
+    out.push_back(ids.empty() ? std::string("nftables tables inet stockade, bridge stockade_l2")
+                              : fmt::format("nftables tables inet stockade, bridge stockade_l2 "
+                                            "(with {} orphaned jail chain{})",
+                                            ids.size(), ids.size() == 1 ? "" : "s"));
   }
   return out;
 }
