@@ -90,7 +90,8 @@ struct BridgeGcOptions {
   std::string state_dir = default_state_dir();
 };
 // Removes stockade bridges no jail uses (they are recreated on demand), and stockade's nftables
-// tables once no bridge and no jail is left. One line per thing removed (or that would be).
+// tables once no bridge is left (orphaned jail chains with them). One line per thing removed (or
+// that would be).
 common::Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts);
 
 }  // namespace netjail
