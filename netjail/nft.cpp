@@ -340,6 +340,7 @@ class Batch {
     nftnl_chain_nlmsg_build_payload(hdr(NFT_MSG_DELCHAIN, family, 0, "delete chain " + name),
                                     c.get());
     next();
+    object_done();
   }
   void rule(const Rule& r) {
     nftnl_rule_nlmsg_build_payload(
@@ -376,7 +377,11 @@ class Batch {
             add ? NLM_F_CREATE | NLM_F_EXCL : 0, fmt::format("element of {}", set)),
         s.get());
     next();
+    object_done();
   }
+  // From now on each element or chain removal is committed in a batch of its own, and the first
+  // error other than "not there" lands in *first_error: for what is left of a half-built jail.
+  void one_by_one(std::optional<common::Error>* first_error) { each_ = first_error; }
   std::size_t messages() const { return what_.size(); }
 
   // Sends the batch; the kernel applies all of it or none. Returns the first error, naming the
@@ -423,12 +428,23 @@ class Batch {
   void next() {
     if (!mnl_nlmsg_batch_next(b_)) overflow_ = true;
   }
+  void object_done() {
+    if (each_ == nullptr) return;
+    auto r = commit();
+    if (!r && r.error().err != ENOENT && !*each_) *each_ = r.error();
+    mnl_nlmsg_batch_reset(b_);
+    what_.clear();
+    overflow_ = false;
+    nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(b_)), s_.next_seq());
+    next();
+  }
   NftSocket& s_;
   std::unique_ptr<char[]> buf_;  // not zeroed: libmnl writes every byte it sends
   mnl_nlmsg_batch* b_ = nullptr;
   std::map<std::uint32_t, std::string> what_;
   std::uint32_t set_id_ = 0;
   bool overflow_ = false;
+  std::optional<common::Error>* each_ = nullptr;
 };
 
 // ---- keys ----------------------------------------------------------------------------------
@@ -863,49 +879,9 @@ Result<void> del_jail(NftSocket& s, const JailRules& j) {
   }
   // Something was missing: remove what is there, one object at a time.
   std::optional<common::Error> hard;
-  auto each = [&](auto&& build) {
-    Batch b(s);
-    build(b);
-    auto r = b.commit();
-    if (!r && r.error().err != ENOENT && !hard) hard = r.error();
-  };
-  Key mark = Key().u32(j.mark), a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
-  each([&](Batch& b) {
-    b.element(false, kInet, kInetTable, "egress", mark.b, mark.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kInet, kInetTable, "peer4", a4.b, a4.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kInet, kInetTable, "peer6", a6.b, a6.len, nullptr, 0, {}, {});
-  });
-  for (const auto& p : j.publish) {
-    Key k = Key().proto(p.proto).port(p.host_port);
-    for (const char* set : {"publish4", "publish6"})
-      each([&](Batch& b) {
-        b.element(false, kInet, kInetTable, set, k.b, k.len, nullptr, 0, {}, {});
-      });
-  }
-  Key port = Key().ifname(j.port), mac = Key().ifname(j.port).mac(j.mac);
-  Key p4 = Key().ifname(j.port).mac(j.mac).addr(j.addr4);
-  Key p6 = Key().ifname(j.port).addr(j.addr6), l6 = Key().ifname(j.port).addr(j.ll6);
-  each([&](Batch& b) {
-    b.element(false, kBridge, kBridgeTable, "port_mark", port.b, port.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kBridge, kBridgeTable, "pin_mac", mac.b, mac.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kBridge, kBridgeTable, "pin4", p4.b, p4.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kBridge, kBridgeTable, "pin6", p6.b, p6.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) {
-    b.element(false, kBridge, kBridgeTable, "pin6", l6.b, l6.len, nullptr, 0, {}, {});
-  });
-  each([&](Batch& b) { b.del_chain(kInet, kInetTable, egress_chain(j.id)); });
-  each([&](Batch& b) { b.del_chain(kInet, kInetTable, peer_chain(j.id)); });
+  Batch b(s);
+  b.one_by_one(&hard);
+  jail_objects(b, j, false);
   if (hard) return std::unexpected(*hard);
   return {};
 }
