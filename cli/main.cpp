@@ -185,6 +185,22 @@ int cmd_run(policy::RunFlags f, const std::vector<std::string>& rest,
   return outcome->exit_code;
 }
 
+int cmd_exec(const std::string& id, std::vector<std::string> rest,
+             const std::vector<std::string>& command) {
+  rest.insert(rest.end(), command.begin(), command.end());
+  if (rest.empty()) {
+    log::error("exec: no command; usage: stockade exec ID -- CMD [ARGS...]");
+    return kExitUsage;
+  }
+  auto outcome = supervisor::exec(id, rest);
+  if (!outcome) {
+    log::error("{}", outcome.error().message());
+    return kExitSetup;
+  }
+  if (!outcome->note.empty()) log::error("{}", outcome->note);
+  return outcome->exit_code;
+}
+
 // Prints the effective policy (or why it is refused). Validation only: nothing is enforced, so
 // what this build cannot enforce yet (cgroup limits, egress) is accepted here.
 int cmd_check(const std::string& file, bool json) {
@@ -476,6 +492,20 @@ int main(int argc, char** argv) {
   inspect->add_option("ID", inspect_id, "jail id (see stockade ps)")->required();
   inspect->add_flag("--json", inspect_json, "machine-readable output (JSON)");
 
+  std::string exec_id;
+  auto* exec = app.add_subcommand(
+      "exec",
+      "run a command inside a running jail: stockade exec ID -- CMD [ARGS...] (same namespaces, "
+      "ids, capabilities, limits, seccomp filter and audit id as the jail's workload)");
+  exec->add_option("ID", exec_id, "jail id (see stockade ps)")->required();
+  exec->prefix_command();
+  exec->footer(
+      "The command gets this terminal's stdin, stdout and stderr and the jail's environment and\n"
+      "working directory. SIGINT/SIGTERM/SIGHUP/SIGQUIT sent to stockade exec reach the command;\n"
+      "if stockade exec dies, the command is killed. Exit status: the command's own, 128+N when\n"
+      "killed by signal N, 126/127 when it cannot be executed or is not found, 125 when the jail\n"
+      "could not be asked (not running, refused).");
+
   supervisor::GcOptions gc_options;
   bool gc_json = false;
   auto* gc = app.add_subcommand(
@@ -579,6 +609,7 @@ int main(int argc, char** argv) {
     }
     return cmd_run(run_flags, rest, policy_file);
   }
+  if (exec->parsed()) return cmd_exec(exec_id, exec->remaining(), command);
   if (check->parsed()) return cmd_check(check_file, check_json);
   if (ps->parsed()) return cmd_ps(ps_json);
   if (inspect->parsed()) return cmd_inspect(inspect_id, inspect_json);

@@ -9,11 +9,13 @@
 #include <linux/seccomp.h>
 #include <linux/securebits.h>
 #include <net/if.h>
+#include <poll.h>
 #include <sched.h>
 #include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,6 +27,7 @@
 #include <cstring>
 
 #include "common/sys.hpp"
+#include "supervisor/detail/control.hpp"
 #include "supervisor/detail/plan.hpp"
 
 namespace supervisor::detail {
@@ -367,16 +370,22 @@ void forward_signal(int sig) {
   if (g_workload > 0) (void)::kill(g_workload, sig);
 }
 
+// What a spawned command runs: the workload, or a `stockade exec` command.
 struct SpawnContext {
   ChildPlan* plan;
+  char* const* argv;
+  const int* stdio;  // the exec client's stdin/stdout/stderr, or nullptr to keep pid 1's
   int err;
   bool seccomp_failed;
+  bool started;  // clone() succeeded: err is the command's, not clone's
 };
 
 alignas(64) char g_spawn_stack[64 * 1024];
 
-// async-signal-safe. Runs in the vfork()ed child, sharing pid 1's memory until execve.
-int spawn_workload(void* arg) {
+// async-signal-safe. Runs in the vfork()ed child, sharing pid 1's memory until execve: resets
+// signals, leaves pid 1's session, loads the jail's seccomp filter and executes argv[0] (searched
+// in the jail's PATH when it has no '/').
+int spawn_command(void* arg) {
   auto* ctx = static_cast<SpawnContext*>(arg);
   const ChildPlan& plan = *ctx->plan;
   struct sigaction dfl;
@@ -388,14 +397,23 @@ int spawn_workload(void* arg) {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // Its own session, no controlling terminal: TIOCSTI into the host's terminal needs one.
   (void)::setsid();
+  if (ctx->stdio != nullptr) {
+    for (int i = 0; i < 3; ++i)
+      if (::dup2(ctx->stdio[i], i) < 0) {
+        ctx->err = errno;
+        ctx->seccomp_failed = true;
+        ::_exit(125);
+      }
+    (void)sys::close_range(3, ~0U, 0);
+  }
   if (!load_seccomp(plan)) {
     ctx->err = errno;
     ctx->seccomp_failed = true;
     ::_exit(125);
   }
-  const char* cmd = plan.argv[0];
+  const char* cmd = ctx->argv[0];
   if (std::strchr(cmd, '/') != nullptr) {
-    ::execve(cmd, plan.argv.data(), plan.envp.data());
+    ::execve(cmd, ctx->argv, plan.envp.data());
     ctx->err = errno;
     ::_exit(127);
   }
@@ -408,7 +426,7 @@ int spawn_workload(void* arg) {
     std::memcpy(buf, dir.data(), dir.size());
     buf[dir.size()] = '/';
     std::memcpy(buf + dir.size() + 1, cmd, clen + 1);
-    ::execve(buf, plan.argv.data(), plan.envp.data());
+    ::execve(buf, ctx->argv, plan.envp.data());
     err = errno;
     if (err == EACCES)
       denied = true;
@@ -419,26 +437,129 @@ int spawn_workload(void* arg) {
   ::_exit(127);
 }
 
-// async-signal-safe. The jail's pid 1: start the workload, reap everything, report the
-// workload's status. When pid 1 exits the kernel kills whatever is left in the jail.
+// async-signal-safe. Starts a command as pid 1's child; returns its pid, or -1 with ctx.err set
+// (and the failed child reaped).
+pid_t spawn(SpawnContext& ctx) {
+  pid_t pid = ::clone(spawn_command, g_spawn_stack + sizeof g_spawn_stack,
+                      CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
+  if (pid < 0) {
+    ctx.err = errno;
+    return -1;
+  }
+  ctx.started = true;
+  if (ctx.err != 0) {
+    int st;
+    (void)sys::waitpid(pid, &st, 0);
+    return -1;
+  }
+  return pid;
+}
+
+// `stockade exec` commands running in the jail, by the supervisor's slot number.
+pid_t g_exec_pid[kMaxExecSessions];
+// One request at a time: the strings are only needed until the vfork()ed child has exec'd.
+alignas(8) char g_exec_buf[kMaxExecMessage];
+char* g_exec_argv[kMaxExecArgs + 1];
+
+void send_report(const ChildPlan& plan, const ChildReport& r) {
+  (void)::send(plan.sock, &r, sizeof r, MSG_NOSIGNAL);
+}
+
+// async-signal-safe. One message from the supervisor: start a command, or signal one.
+void serve_exec(ChildPlan& plan) {
+  struct iovec iov = {g_exec_buf, sizeof g_exec_buf};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(3 * sizeof(int))];
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  ssize_t n = ::recvmsg(plan.sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  if (n <= 0) return;  // the supervisor gone: the parent-death signal ends us
+  int fds[3] = {-1, -1, -1};
+  int nfds = 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (nfds < 3)
+        fds[nfds++] = fd;
+      else
+        ::close(fd);
+    }
+  }
+  ExecMessage m;
+  if (static_cast<size_t>(n) >= sizeof m) std::memcpy(&m, g_exec_buf, sizeof m);
+  bool ok = static_cast<size_t>(n) >= sizeof m && m.magic == kExecMagic && m.slot >= 0 &&
+            m.slot < kMaxExecSessions;
+  if (ok && m.kind == ExecMessage::kSignal) {
+    // The command leads its own process group (setsid): signal all of it, as a terminal would.
+    pid_t pid = g_exec_pid[m.slot];
+    if (pid > 0 && ::kill(-pid, m.sig) != 0) (void)::kill(pid, m.sig);
+  } else if (ok && m.kind == ExecMessage::kStart) {
+    ChildReport r;
+    r.kind = ChildReport::kExecNotRun;
+    r.index = m.slot;
+    r.step = static_cast<std::int32_t>(Step::kSpawn);
+    // argc strings, each NUL-terminated, exactly filling the rest of the message.
+    size_t off = sizeof m;
+    std::uint32_t argc = 0;
+    while (off < static_cast<size_t>(n) && argc < kMaxExecArgs) {
+      g_exec_argv[argc++] = g_exec_buf + off;
+      const void* nul = std::memchr(g_exec_buf + off, '\0', static_cast<size_t>(n) - off);
+      if (nul == nullptr) break;
+      off = static_cast<size_t>(static_cast<const char*>(nul) - g_exec_buf) + 1;
+    }
+    g_exec_argv[argc] = nullptr;
+    if (nfds != 3 || argc == 0 || argc != m.argc || off != static_cast<size_t>(n) ||
+        g_exec_pid[m.slot] != 0) {
+      r.err = EINVAL;
+      send_report(plan, r);
+    } else {
+      SpawnContext ctx{&plan, g_exec_argv, fds, 0, false, false};
+      pid_t pid = spawn(ctx);
+      if (pid > 0) {
+        g_exec_pid[m.slot] = pid;
+      } else {
+        r.err = ctx.err;
+        if (ctx.seccomp_failed) r.step = static_cast<std::int32_t>(Step::kSeccomp);
+        send_report(plan, r);
+      }
+    }
+  }
+  for (int i = 0; i < nfds; ++i) ::close(fds[i]);
+}
+
+// async-signal-safe. The jail's pid 1: start the workload, reap everything, run `stockade exec`
+// commands, report the workload's status. When pid 1 exits the kernel kills whatever is left in
+// the jail, exec'd commands included.
 [[noreturn]] void run_init(ChildPlan& plan) {
   struct sigaction fwd;
   std::memset(&fwd, 0, sizeof fwd);
   fwd.sa_handler = forward_signal;
   for (int s : {SIGTERM, SIGINT, SIGHUP})
     check(plan, ::sigaction(s, &fwd, nullptr) == 0, Step::kSignals);
-  SpawnContext ctx{&plan, 0, false};
-  pid_t pid = ::clone(spawn_workload, g_spawn_stack + sizeof g_spawn_stack,
-                      CLONE_VM | CLONE_VFORK | SIGCHLD, &ctx);
-  check(plan, pid > 0, Step::kSpawn);
+  // Children's ends are read from a signalfd, so pid 1 can wait for them and for the
+  // supervisor's messages at once.
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
+  int sigfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  check(plan, sigfd >= 0, Step::kSignals);
+  SpawnContext ctx{&plan, plan.argv.data(), nullptr, 0, false, false};
+  pid_t pid = spawn(ctx);
   ChildReport r;
-  if (ctx.err != 0) {
-    int st;
-    (void)sys::waitpid(pid, &st, 0);
+  if (pid < 0) {
+    errno = ctx.err;
+    check(plan, ctx.started, Step::kSpawn);
     r.kind = ctx.seccomp_failed ? ChildReport::kSetupFailed : ChildReport::kExecFailed;
     r.step = static_cast<std::int32_t>(Step::kSeccomp);
     r.err = ctx.err;
-    (void)::send(plan.sock, &r, sizeof r, MSG_NOSIGNAL);
+    send_report(plan, r);
     ::_exit(0);
   }
   g_workload = pid;
@@ -446,16 +567,34 @@ int spawn_workload(void* arg) {
   sigemptyset(&fwd_set);
   for (int s : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&fwd_set, s);
   ::sigprocmask(SIG_UNBLOCK, &fwd_set, nullptr);
+  struct pollfd fds[2] = {{sigfd, POLLIN, 0}, {plan.sock, POLLIN, 0}};
   for (;;) {
-    int st;
-    pid_t p = sys::waitpid(-1, &st, 0);
-    if (p == pid) {
-      r.kind = ChildReport::kExited;
-      r.status = st;
-      (void)::send(plan.sock, &r, sizeof r, MSG_NOSIGNAL);
-      ::_exit(0);
+    if (::poll(fds, 2, -1) < 0) continue;  // EINTR: a forwarded signal
+    if (fds[1].revents & (POLLHUP | POLLERR)) fds[1].fd = -1;
+    if (fds[1].revents & POLLIN) serve_exec(plan);
+    struct signalfd_siginfo si;
+    while (sys::read(sigfd, &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
     }
-    if (p < 0 && errno == ECHILD) ::_exit(0);
+    for (;;) {
+      int st;
+      pid_t p = sys::waitpid(-1, &st, WNOHANG);
+      if (p <= 0) break;
+      if (p == pid) {
+        r.kind = ChildReport::kExited;
+        r.status = st;
+        send_report(plan, r);
+        ::_exit(0);
+      }
+      for (int i = 0; i < kMaxExecSessions; ++i)
+        if (g_exec_pid[i] == p) {
+          g_exec_pid[i] = 0;
+          ChildReport done;
+          done.kind = ChildReport::kExecDone;
+          done.index = i;
+          done.status = st;
+          send_report(plan, done);
+        }
+    }
   }
 }
 

@@ -2,10 +2,13 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <set>
 
@@ -43,9 +46,40 @@ void list_registry_temporaries(const GcOptions& o, std::vector<GcObject>& out) {
   ::closedir(d);
 }
 
+// True if a supervisor still listens on the exec socket at path.
+bool socket_listening(const std::string& path) {
+  struct sockaddr_un addr {};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return false;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  UniqueFd fd{::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0)};
+  return fd && ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
+// A supervisor killed before its teardown leaves its exec socket, "ID.sock". One that still
+// accepts connections is alive (a rootless jail has no lease to tell), whatever else gc finds.
+void list_exec_sockets(const GcOptions& o, std::vector<GcObject>& out) {
+  DIR* d = ::opendir(o.registry_dir.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (!n.ends_with(".sock")) continue;
+    std::string id = n.substr(0, n.size() - 5);
+    std::string path = o.registry_dir + "/" + n;
+    if (!cgroup::is_jail_name(id) || socket_listening(path)) continue;
+    out.push_back({"registry", id, path, [path]() -> Result<void> {
+                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                       return fail(errno, "remove '{}'", path);
+                     return {};
+                   }});
+  }
+  ::closedir(d);
+}
+
 std::vector<GcObject> list_registry(const GcOptions& o) {
   std::vector<GcObject> out;
   list_registry_temporaries(o, out);
+  list_exec_sockets(o, out);
   for (auto& rec : registry::list(o.registry_dir)) {
     std::string dir = o.registry_dir, id = rec.id;
     out.push_back({"registry", id, dir + "/" + id + ".json",

@@ -21,6 +21,7 @@
 #include "common/registry.hpp"
 #include "common/sys.hpp"
 #include "netjail/netjail.hpp"
+#include "supervisor/detail/exec_relay.hpp"
 #include "supervisor/detail/lease.hpp"
 #include "supervisor/detail/plan.hpp"
 #include "supervisor/supervisor.hpp"
@@ -200,27 +201,34 @@ struct Watch {
   siginfo_t init_exit{};
 };
 
-// Forwards signals, enforces the time limit and collects the child's reports until pid 1 exits.
-Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec) {
+// Forwards signals, enforces the time limit, relays `stockade exec` sessions and collects the
+// child's reports until pid 1 exits.
+Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec,
+                 detail::ExecRelay* relay) {
   Watch w;
   std::optional<Clock::time_point> deadline, kill_at;
   if (spec.time_limit > 0)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                   std::chrono::duration<double>(spec.time_limit));
-  struct pollfd fds[3] = {{child.pidfd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {sock, POLLIN, 0}};
+  bool sock_open = true;
   auto drain_reports = [&] {
     ChildReport r;
-    while (fds[2].fd >= 0) {
+    while (sock_open) {
       ssize_t n = ::recv(sock, &r, sizeof r, MSG_DONTWAIT);
       if (n == static_cast<ssize_t>(sizeof r)) {
-        if (!w.report || w.report->kind == ChildReport::kExited) w.report = r;
+        if (r.kind == ChildReport::kExecDone || r.kind == ChildReport::kExecNotRun) {
+          if (relay != nullptr) relay->on_report(r);
+        } else if (!w.report || w.report->kind == ChildReport::kExited) {
+          w.report = r;
+        }
         continue;
       }
-      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) fds[2].fd = -1;
+      if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) sock_open = false;
       break;
     }
   };
   crash_point("during-watch");
+  std::vector<pollfd> fds;
   for (;;) {
     int timeout = -1;
     auto now = Clock::now();
@@ -230,8 +238,14 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
       int m = static_cast<int>(std::max<long long>(0, ms));
       timeout = timeout < 0 ? m : std::min(timeout, m);
     }
-    int n = ::poll(fds, 3, timeout);
+    fds.assign(
+        {{child.pidfd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {sock_open ? sock : -1, POLLIN, 0}});
+    if (relay != nullptr) relay->poll_fds(fds);
+    int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) break;  // cannot happen with valid fds; the guard cleans up
+    if (n < 0) continue;
+    // The relay first: its fds' positions are those it gave before any report changed them.
+    if (relay != nullptr) relay->handle(fds, 3);
     if (fds[2].revents) drain_reports();
     if (fds[1].revents & POLLIN) {
       struct signalfd_siginfo si;
@@ -247,6 +261,7 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
     if (fds[0].revents & POLLIN) {
       w.init_exit = child.reap();
       drain_reports();
+      if (relay != nullptr) relay->jail_ended();
       return w;
     }
     now = Clock::now();
@@ -387,6 +402,7 @@ const std::vector<std::string>& crash_points() {
       "after-id-maps",
       "after-go",
       "after-network-attach",
+      "after-exec-socket",
       "after-registry-write",
       "after-release",
       "during-watch",
@@ -523,6 +539,12 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     crash_point("after-network-attach");
   }
 
+  // `stockade exec` can reach the jail from the moment its registry entry exists.
+  std::optional<detail::ExecRelay> relay;
+  if (!reg_dir.empty()) {
+    relay.emplace(TRY(detail::ExecRelay::listen(reg_dir, id, sock.get())));
+    crash_point("after-exec-socket");
+  }
   // The registry entry exists before the workload starts (the child waits for 'X').
   std::optional<common::registry::Entry> entry;
   if (!reg_dir.empty()) {
@@ -565,7 +587,8 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   (void)send_byte(sock.get(), 'X');
   crash_point("after-release");
 
-  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec);
+  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec, relay ? &*relay : nullptr);
+  relay.reset();  // no new sessions: the jail is gone
   crash_point("after-reap");
   auto outcome = conclude(*plan, spec, w);
   if (outcome && cg) add_oom_note(spec, *cg, *outcome);

@@ -59,6 +59,13 @@ struct Outcome {
 
 common::Result<Outcome> run(const policy::JailSpec& spec);
 
+// stockade exec: runs argv inside the running jail id, started by the jail's pid 1 the way the
+// workload was (same namespaces, ids, capabilities, rlimits, cgroup, seccomp filter and audit
+// id), with the caller's stdin/stdout/stderr. TERM/INT/HUP/QUIT are passed on to the command;
+// if the caller dies, the command is killed. Blocks until the command ends. An Error means it
+// could not be asked (no such jail, not running, refused).
+common::Result<Outcome> exec(const std::string& id, const std::vector<std::string>& argv);
+
 // Test hook: the points where STOCKADE_TEST_CRASH_AT=NAME makes run() SIGKILL its own process,
 // across setup and teardown, in the order run() passes them.
 const std::vector<std::string>& crash_points();

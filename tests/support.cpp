@@ -9,8 +9,10 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 
 #include <atomic>
@@ -278,7 +280,9 @@ static std::vector<std::string> list_dir(const std::string& dir) {
 std::vector<std::string> registry_entries() {
   std::vector<std::string> out;
   for (auto& name : list_dir(kRegistryDir)) {
-    std::ifstream f(std::string(kRegistryDir) + "/" + name);
+    // A jail's exec socket, ID.sock, belongs to whoever its ID.json names.
+    std::string file = name.ends_with(".sock") ? name.substr(0, name.size() - 5) + ".json" : name;
+    std::ifstream f(std::string(kRegistryDir) + "/" + file);
     std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
     auto at = text.find("\"supervisor_pid\":");
     pid_t sup = at == std::string::npos ? 0 : std::atoi(text.c_str() + at + 17);
@@ -299,7 +303,8 @@ static std::optional<JailEntry> parse_entry(const std::string& text);
 std::vector<std::string> registry_entries_left_behind() {
   std::vector<std::string> out;
   for (auto& name : registry_entries()) {
-    std::ifstream f(std::string(kRegistryDir) + "/" + name);
+    std::string file = name.ends_with(".sock") ? name.substr(0, name.size() - 5) + ".json" : name;
+    std::ifstream f(std::string(kRegistryDir) + "/" + file);
     std::stringstream ss;
     ss << f.rdbuf();
     auto e = parse_entry(ss.str());
@@ -462,6 +467,18 @@ std::vector<pid_t> children_of(pid_t pid) {
     while (f >> c) out.push_back(c);
   }
   return out;
+}
+
+bool socket_listening(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) return false;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return ok;
 }
 
 }  // namespace test

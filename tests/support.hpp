@@ -165,6 +165,9 @@ std::vector<pid_t> wait_jail_gone(const JailEntry& jail, double timeout_s = 5);
 // The children of pid (host pids).
 std::vector<pid_t> children_of(pid_t pid);
 
+// True if something accepts connections on the unix (SOCK_SEQPACKET) socket at path.
+bool socket_listening(const std::string& path);
+
 // True if a process with this pid exists and is not a zombie.
 bool alive(pid_t pid);
 

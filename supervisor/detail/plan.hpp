@@ -55,7 +55,13 @@ const char* step_name(Step s);
 
 // Messages from the child (and later the jail's pid 1) to the supervisor.
 struct ChildReport {
-  enum Kind : std::int32_t { kSetupFailed = 1, kExecFailed = 2, kExited = 3 };
+  enum Kind : std::int32_t {
+    kSetupFailed = 1,
+    kExecFailed = 2,
+    kExited = 3,
+    kExecDone = 4,   // a `stockade exec` command ended: index = its slot, status = wait status
+    kExecNotRun = 5  // it could not start: index = slot, err, step kSeccomp or kSpawn
+  };
   std::int32_t kind = 0;
   std::int32_t step = 0;
   std::int32_t index = -1;  // into ChildPlan::mounts or rlimits, -1 if none

@@ -1,0 +1,56 @@
+// The exec channel of a running jail: how `stockade exec ID -- CMD` reaches the jail's pid 1.
+//
+//   client --(REGISTRY_DIR/ID.sock, SOCK_SEQPACKET)--> supervisor --(sync socket)--> pid 1
+//
+// The client sends one ExecMessage{kStart} with its argv and, as SCM_RIGHTS, its stdin, stdout and
+// stderr. The supervisor checks who is asking (SO_PEERCRED: root or the jail's own caller),
+// gives the session a slot and passes the request on to pid 1, which starts the command the way
+// it started the workload: same namespaces, ids, capabilities, rlimits, cgroup, no_new_privs and
+// audit id (inherited from pid 1), and the jail's seccomp filter loaded just before execve.
+// pid 1 reports the command's end (a ChildReport kExecDone/kExecNotRun naming the slot), and the
+// supervisor answers the client with one ExecReply. Signals go the same way (kSignal); a client
+// that disconnects gets its command killed.
+//
+// Every struct here is plain data, read and written whole (SOCK_SEQPACKET keeps boundaries).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace supervisor::detail {
+
+inline constexpr std::uint32_t kExecMagic = 0x73746b65;  // "stke"
+inline constexpr int kMaxExecSessions = 16;
+inline constexpr std::size_t kMaxExecMessage = 64 * 1024;  // header + argv strings
+inline constexpr std::uint32_t kMaxExecArgs = 1024;
+
+// client -> supervisor, and supervisor -> pid 1 (with slot filled in).
+struct ExecMessage {
+  enum Kind : std::uint32_t { kStart = 1, kSignal = 2 };
+  std::uint32_t magic = kExecMagic;
+  std::uint32_t kind = 0;
+  std::int32_t slot = -1;  // set by the supervisor
+  std::int32_t sig = 0;    // kSignal
+  std::uint32_t argc = 0;  // kStart: argc NUL-terminated strings follow the header
+};
+
+// supervisor -> client: the session's one answer.
+struct ExecReply {
+  enum Kind : std::int32_t {
+    kExited = 1,     // status: the command's wait status
+    kNotRun = 2,     // err: why the command could not start (ENOENT: not found; seccomp: step)
+    kRefused = 3,    // err: EPERM (not allowed), EBUSY (too many sessions), EINVAL (bad request)
+    kJailEnded = 4,  // the jail ended while the command ran (it was killed with it)
+  };
+  std::int32_t kind = 0;
+  std::int32_t status = 0;
+  std::int32_t err = 0;
+  std::int32_t seccomp_failed = 0;  // kNotRun: the filter could not be loaded (not an exec error)
+};
+
+// The control socket's path for jail id in registry dir.
+inline std::string control_socket_path(const std::string& registry_dir, const std::string& id) {
+  return registry_dir + "/" + id + ".sock";
+}
+
+}  // namespace supervisor::detail
