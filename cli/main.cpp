@@ -9,6 +9,7 @@
 
 #include "audit/audit.hpp"
 #include "cgroup/cgroup.hpp"
+#include "cli/diagnose.hpp"
 #include "cli/nsjail_flags.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
@@ -492,6 +493,23 @@ int main(int argc, char** argv) {
   inspect->add_option("ID", inspect_id, "jail id (see stockade ps)")->required();
   inspect->add_flag("--json", inspect_json, "machine-readable output (JSON)");
 
+  std::string diagnose_id, diagnose_target;
+  bool diagnose_json = false;
+  auto* diagnose = app.add_subcommand(
+      "diagnose",
+      "why can't my jail reach X? walks the jail's network layers from the inside out and stops "
+      "at the first that fails, with a hint");
+  diagnose->add_option("ID", diagnose_id, "jail id (see stockade ps)")->required();
+  diagnose->add_option("TARGET", diagnose_target,
+                       "HOST[:PORT] to try from inside the jail (a name, an address, [v6]:port)");
+  diagnose->add_flag("--json", diagnose_json, "machine-readable output");
+  diagnose->footer(
+      "Layers: jail, network mode, host link (bridge and the jail's port), jail link (eth0, lo),\n"
+      "addresses, default routes, the name (the jail's /etc/hosts, then resolv.conf and a query\n"
+      "to its resolver from inside the jail), the route, the egress rule that counted a TCP\n"
+      "connection made from inside the jail (nftables counters before and after), and the\n"
+      "connection itself. Needs root. Exit status 0 if every layer passed, 1 otherwise.");
+
   std::string exec_id;
   auto* exec = app.add_subcommand(
       "exec",
@@ -609,6 +627,7 @@ int main(int argc, char** argv) {
     }
     return cmd_run(run_flags, rest, policy_file);
   }
+  if (diagnose->parsed()) return cli::cmd_diagnose(diagnose_id, diagnose_target, diagnose_json);
   if (exec->parsed()) return cmd_exec(exec_id, exec->remaining(), command);
   if (check->parsed()) return cmd_check(check_file, check_json);
   if (ps->parsed()) return cmd_ps(ps_json);

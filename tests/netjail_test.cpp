@@ -566,3 +566,95 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
   CHECK(WIFEXITED(st));
   CHECK(WEXITSTATUS(st) == 0);
 }
+
+namespace {
+
+// stockade diagnose --json ID [TARGET]: its exit status and output.
+std::pair<int, nlohmann::json> diagnose(const std::string& id, const std::string& target = "") {
+  std::vector<std::string> args = {"diagnose", "--json", id};
+  if (!target.empty()) args.push_back(target);
+  auto r = test::stockade(args, 30);
+  UNSCOPED_INFO("diagnose " << target << ": " << r.out << r.err);
+  if (r.out.empty()) return {r.exit_code, nullptr};
+  return {r.exit_code, nlohmann::json::parse(r.out)};
+}
+
+std::string layer_detail(const nlohmann::json& d, const std::string& layer) {
+  for (auto& l : d["layers"])
+    if (l.value("layer", "") == layer) return l.value("detail", "");
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("stockade diagnose names the first layer that keeps a jail from reaching a host",
+          "[root][net][diagnose]") {
+  REQUIRE_LAB(lab);
+  test::Process p(lab.jail_argv({"--egress", lab.srv4 + "/32,tcp,5001", "--egress",
+                                 lab.srv4 + "/32,tcp,5003", "--dns", lab.srv4},
+                                "echo up; sleep 60"));
+  REQUIRE(wait_for_output(p, "up", 20));
+  auto jail = test::wait_for_jail(p);
+  REQUIRE(jail);
+  auto veth = nlohmann::json::parse(jail->json)["network"]["veth"].get<std::string>();
+
+  // Everything works: every layer passes and the rule that let the connection out is named.
+  auto [rc, d] = diagnose(jail->id, lab.srv4 + ":5001");
+  CHECK(rc == 0);
+  CHECK(d["first_failure"].is_null());
+  CHECK(layer_detail(d, "egress").find("egress 1") != std::string::npos);
+  CHECK(layer_detail(d, "connect").find("connected") != std::string::npos);
+  // No target: up to the resolver, which answers.
+  std::tie(rc, d) = diagnose(jail->id);
+  CHECK(rc == 0);
+  CHECK(layer_detail(d, "resolver").find(lab.srv4) != std::string::npos);
+
+  // A port the policy does not allow: the egress layer, with the flag that would allow it.
+  std::tie(rc, d) = diagnose(jail->id, lab.srv4 + ":5002");
+  CHECK(rc == 1);
+  CHECK(d["first_failure"] == "egress");
+  CHECK(d["layers"].back().value("hint", "").find("--egress " + lab.srv4 + "/32,tcp,5002") !=
+        std::string::npos);
+  CHECK(layer_detail(d, "egress").find("denied") != std::string::npos);
+  // Allowed, but nothing listens there.
+  std::tie(rc, d) = diagnose(jail->id, lab.srv4 + ":5003");
+  CHECK(rc == 1);
+  CHECK(d["first_failure"] == "connect");
+  CHECK(layer_detail(d, "connect").find("nothing listens") != std::string::npos);
+  // A name the resolver has no address for.
+  std::tie(rc, d) = diagnose(jail->id, "nosuch.stockade.test:5001");
+  CHECK(rc == 1);
+  CHECK(d["first_failure"] == "name");
+
+  // The jail's port on the bridge taken down on the host: the host link layer.
+  REQUIRE(sh("ip link set " + veth + " down").exit_code == 0);
+  std::tie(rc, d) = diagnose(jail->id, lab.srv4 + ":5001");
+  CHECK(rc == 1);
+  CHECK(d["first_failure"] == "host link");
+  CHECK(d["layers"].back().value("hint", "").find("ip link set " + veth + " up") !=
+        std::string::npos);
+  REQUIRE(sh("ip link set " + veth + " up").exit_code == 0);
+  std::tie(rc, d) = diagnose(jail->id, lab.srv4 + ":5001");
+  CHECK(rc == 0);
+
+  // A jail with no network at all; a jail that does not exist.
+  test::Process none(
+      {test::stockade_bin(), "run", "-q", "--net", "none", "--", "/bin/sleep", "60"});
+  auto nj = test::wait_for_jail(none);
+  REQUIRE(nj);
+  std::tie(rc, d) = diagnose(nj->id, lab.srv4 + ":5001");
+  CHECK(rc == 1);
+  CHECK(d["first_failure"] == "network");
+  auto text = test::stockade({"diagnose", nj->id, lab.srv4 + ":5001"});
+  CHECK(text.exit_code == 1);
+  CHECK(text.out.find("FAIL network") != std::string::npos);
+  CHECK(text.out.find("hint: ") != std::string::npos);
+  CHECK(test::stockade({"diagnose", "0123456789ab"}).exit_code == 2);
+  CHECK(test::stockade({"diagnose", jail->id, "host:notaport"}).exit_code == 2);
+
+  none.signal(SIGTERM);
+  CHECK(none.wait(10) == 128 + SIGTERM);
+  p.signal(SIGTERM);
+  CHECK(p.wait(10) == 128 + SIGTERM);
+  CHECK(lab.teardown().empty());
+}
