@@ -21,6 +21,7 @@
 
 #include "audit/audit.hpp"
 #include "audit/detail/kernel.hpp"
+#include "audit/tally.hpp"
 #include "common/fd.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
@@ -189,8 +190,10 @@ Result<WatchSummary> replay(const WatchOptions& o, AlertWriter& out) {
   WatchSummary sum;
   Result<void> werr;
   EngineOptions eo{o.range, o.registry_dir, false, o.key};
+  AlertTally tally(o.registry_dir.empty() ? common::registry::default_dir() : o.registry_dir);
   Engine engine(eo, [&](const Alert& a) {
     if (werr) werr = out.write(a);
+    tally.count(a);
   });
   auto start = Clock::now();
   std::string line;
@@ -248,8 +251,10 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   }
   Result<void> werr;
   EngineOptions eo{o.range, o.registry_dir, true, key};
+  AlertTally tally(o.registry_dir.empty() ? common::registry::default_dir() : o.registry_dir);
   Engine engine(eo, [&](const Alert& a) {
     if (werr) werr = out.write(a);
+    tally.count(a);
   });
   engine.refresh_jails();
   WatchSummary sum;
@@ -280,6 +285,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
     }
     if (now - last_status >= std::chrono::seconds(1)) {
       last_status = now;
+      tally.publish();
       if (auto st = detail::get_status(sock.fd()); st && st->lost > lost_seen) {
         std::uint32_t n = st->lost - lost_seen;
         sum.kernel_lost += n;
@@ -324,6 +330,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   sum.enobufs = reader->enobufs();
   engine.flush();
   out.sync();
+  tally.publish();
   sum.engine = engine.stats();
   sum.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   if (!werr) return std::unexpected(werr.error());

@@ -257,6 +257,15 @@ nlohmann::json usage_json(const registry::JailRecord& r) {
           {"oom_kills", opt(u.oom_kills)}};
 }
 
+// "3 (last: Critical 'Stockade setns into a foreign namespace')", or "none raised".
+std::string alerts_text(const nlohmann::json& tally) {
+  if (!tally.is_object() || tally.value("count", 0) == 0)
+    return "none raised (while stockade watch runs)";
+  auto last = tally.value("last", nlohmann::json::object());
+  return fmt::format("{} (last: {} '{}')", tally.value("count", 0), last.value("priority", "?"),
+                     last.value("rule", "?"));
+}
+
 int cmd_ps(bool json) {
   auto dir = registry::default_dir();
   auto recs = dir.empty() ? std::vector<registry::JailRecord>{} : registry::list(dir);
@@ -266,19 +275,23 @@ int cmd_ps(bool json) {
       auto j = nlohmann::json::parse(registry::to_json(r));
       j["state"] = registry::supervisor_alive(r) ? "running" : "stale";
       j["usage"] = usage_json(r);
+      auto tally = registry::read_alert_tally(dir, r.id);
+      j["alerts"] = tally.is_object() ? tally : nlohmann::json{{"count", 0}};
       arr.push_back(j);
     }
     fmt::print("{}\n", arr.dump(2));
     return 0;
   }
-  fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {}\n", "ID", "PID", "HOST-UID",
-             "UPTIME", "STATE", "MEM", "PIDS", "COMMAND");
+  fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {:>6}  {}\n", "ID", "PID",
+             "HOST-UID", "UPTIME", "STATE", "MEM", "PIDS", "ALERTS", "COMMAND");
   for (auto& r : recs) {
     auto u = cgroup::read_usage(r.cgroups);
-    fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {}\n", r.id, r.init_pid,
+    auto tally = registry::read_alert_tally(dir, r.id);
+    fmt::print("{:<12}  {:>8}  {:>10}  {:>7}  {:<8}  {:>8}  {:>5}  {:>6}  {}\n", r.id, r.init_pid,
                r.host_uid, uptime(r.started_unix_ms),
                registry::supervisor_alive(r) ? "running" : "stale", bytes_text(u.memory_current),
-               u.pids_current ? std::to_string(*u.pids_current) : "-", join(r.command));
+               u.pids_current ? std::to_string(*u.pids_current) : "-",
+               tally.is_object() ? tally.value("count", 0) : 0, join(r.command));
   }
   return 0;
 }
@@ -293,6 +306,8 @@ int cmd_inspect(const std::string& id, bool json) {
   auto j = nlohmann::json::parse(registry::to_json(*rec));
   j["state"] = registry::supervisor_alive(*rec) ? "running" : "stale";
   j["usage"] = usage_json(*rec);
+  auto tally = registry::read_alert_tally(dir, rec->id);
+  j["alerts"] = tally.is_object() ? tally : nlohmann::json{{"count", 0}};
   std::vector<netjail::Counter> counters;
   if (rec->net == "bridge") {
     if (auto c = netjail::counters(rec->id)) counters = *c;
@@ -322,6 +337,12 @@ int cmd_inspect(const std::string& id, bool json) {
     for (auto& c : counters)
       row(c.rule == counters.front().rule ? "egress" : "",
           fmt::format("{:>10} packets {:>12} bytes  {}", c.packets, c.bytes, c.rule));
+  }
+  row("alerts", alerts_text(tally));
+  if (tally.is_object() && tally.contains("by_rule") && tally["by_rule"].is_object()) {
+    const nlohmann::json& by_rule = tally["by_rule"];
+    for (auto it = by_rule.begin(); it != by_rule.end(); ++it)
+      row("", fmt::format("{:>6}  {}", it.value().get<std::uint64_t>(), it.key()));
   }
   row("uptime", uptime(r.started_unix_ms));
   row("policy digest", r.policy_digest.empty() ? "-" : r.policy_digest);

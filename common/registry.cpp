@@ -89,6 +89,26 @@ std::string default_dir() {
   return "";
 }
 
+std::string alerts_dir(const std::string& registry_dir) {
+  auto slash = registry_dir.rfind('/');
+  if (slash == std::string::npos) return "alerts";
+  return registry_dir.substr(0, slash) + "/alerts";
+}
+
+nlohmann::json read_alert_tally(const std::string& registry_dir, const std::string& id) {
+  if (!valid_id(id)) return nullptr;
+  std::string path = alerts_dir(registry_dir) + "/" + id + ".json";
+  UniqueFd fd{sys::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
+  if (!fd) return nullptr;
+  std::string text;
+  char buf[4096];
+  ssize_t n;
+  while ((n = sys::read(fd.get(), buf, sizeof buf)) > 0 && text.size() < (1u << 20))
+    text.append(buf, static_cast<size_t>(n));
+  auto j = json::parse(text, nullptr, false);
+  return j.is_object() ? j : nullptr;
+}
+
 Result<void> ensure_dir(const std::string& dir) {
   auto slash = dir.rfind('/');
   std::string parent = dir.substr(0, slash);

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,12 @@ struct JailRecord {
 
 // /run/stockade/jails as root; $XDG_RUNTIME_DIR/stockade/jails otherwise ("" if neither).
 std::string default_dir();
+
+// Where stockade watch keeps each running jail's alert tally, ID.json: "alerts" beside the
+// registry directory (/run/stockade/alerts for /run/stockade/jails).
+std::string alerts_dir(const std::string& registry_dir);
+// The tally of jail id ({"count", "by_rule", "last"}), or null if no alert was raised for it.
+nlohmann::json read_alert_tally(const std::string& registry_dir, const std::string& id);
 
 // Creates dir (mode 0700) and its parent if needed.
 Result<void> ensure_dir(const std::string& dir);

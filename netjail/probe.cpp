@@ -1,6 +1,6 @@
 // Read-only probes of a jail's network (see probe.hpp): libnl for links, addresses and routes;
-// sockets opened inside the jail's netns for connections; libresolv to build and read DNS
-// messages.
+// sockets opened inside the jail's netns for connections; libc's resolver helpers to build and
+// read DNS messages.
 #include "netjail/probe.hpp"
 
 #include <arpa/inet.h>
@@ -152,8 +152,8 @@ Result<DnsResult> ask(int fd, const std::string& name, int type, int timeout_ms)
                     deadline - std::chrono::steady_clock::now())
                     .count();
     if (left <= 0) return out;  // no answer
-    struct pollfd p = {fd, POLLIN, 0};
-    int n = ::poll(&p, 1, static_cast<int>(left));
+    struct pollfd pfd = {fd, POLLIN, 0};
+    int n = ::poll(&pfd, 1, static_cast<int>(left));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return out;
     ssize_t len = ::recv(fd, reply, sizeof reply, 0);
@@ -161,20 +161,40 @@ Result<DnsResult> ask(int fd, const std::string& name, int type, int timeout_ms)
       if (errno == ECONNREFUSED) return out;  // ICMP port unreachable: nobody serves DNS there
       continue;
     }
-    ns_msg msg;
-    if (len < 2 || std::memcmp(reply, query, 2) != 0) continue;  // not our question's id
+    if (len < static_cast<ssize_t>(HFIXEDSZ) || std::memcmp(reply, query, 2) != 0)
+      continue;  // not an answer to our question
     out.answered = true;
-    if (ns_initparse(reply, static_cast<int>(len), &msg) != 0) return out;
-    out.rcode = ns_msg_getflag(msg, ns_f_rcode);
-    for (int i = 0; i < ns_msg_count(msg, ns_s_an); ++i) {
-      ns_rr rr;
-      if (ns_parserr(&msg, ns_s_an, i, &rr) != 0) break;
+    // The header, then (with libc's resolver helpers) past the questions to the answers.
+    HEADER h;
+    std::memcpy(&h, reply, sizeof h);
+    out.rcode = h.rcode;
+    const unsigned char* p = reply + HFIXEDSZ;
+    const unsigned char* end = reply + len;
+    for (unsigned q = ntohs(h.qdcount); q > 0; --q) {
+      int n = dn_skipname(p, end);
+      if (n < 0 || end - p < n + QFIXEDSZ) return out;
+      p += n + QFIXEDSZ;
+    }
+    for (unsigned a = ntohs(h.ancount); a > 0; --a) {
+      int n = dn_skipname(p, end);
+      if (n < 0 || end - p < n + RRFIXEDSZ) return out;
+      p += n;
+      unsigned type, klass, rdlen;
+      std::uint32_t ttl;
+      NS_GET16(type, p);
+      NS_GET16(klass, p);
+      NS_GET32(ttl, p);
+      NS_GET16(rdlen, p);
+      (void)klass;
+      (void)ttl;
+      if (end - p < static_cast<std::ptrdiff_t>(rdlen)) return out;
       char buf[INET6_ADDRSTRLEN] = {};
-      if (ns_rr_type(rr) == ns_t_a && ns_rr_rdlen(rr) == 4)
-        inet_ntop(AF_INET, ns_rr_rdata(rr), buf, sizeof buf);
-      else if (ns_rr_type(rr) == ns_t_aaaa && ns_rr_rdlen(rr) == 16)
-        inet_ntop(AF_INET6, ns_rr_rdata(rr), buf, sizeof buf);
+      if (type == ns_t_a && rdlen == 4)
+        inet_ntop(AF_INET, p, buf, sizeof buf);
+      else if (type == ns_t_aaaa && rdlen == 16)
+        inet_ntop(AF_INET6, p, buf, sizeof buf);
       if (buf[0] != '\0') out.addresses.emplace_back(buf);
+      p += rdlen;
     }
     return out;
   }

@@ -1,4 +1,5 @@
 // to_toml / to_json: the effective policy, for `stockade check` and for people reviewing it.
+#include <nettle/sha2.h>
 #include <sys/resource.h>
 
 #include <cstring>
@@ -264,6 +265,20 @@ std::string to_json(const JailSpec& s) {
                   {"publish", publish}};
   j["host_ids"] = {{"first", s.host_ids.first}, {"count", s.host_ids.count}};
   return j.dump(2) + "\n";
+}
+
+std::string digest(const JailSpec& spec) {
+  auto j = nlohmann::json::parse(to_json(spec));
+  j["process"].erase("command");
+  std::string text = j.dump();
+  sha256_ctx ctx;
+  sha256_init(&ctx);
+  sha256_update(&ctx, text.size(), reinterpret_cast<const std::uint8_t*>(text.data()));
+  std::uint8_t d[SHA256_DIGEST_SIZE];
+  sha256_digest(&ctx, sizeof d, d);
+  std::string out = "sha256:";
+  for (std::uint8_t b : d) out += fmt::format("{:02x}", b);
+  return out;
 }
 
 }  // namespace policy

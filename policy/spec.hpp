@@ -203,6 +203,10 @@ common::Result<SeccompPolicy> import_oci_seccomp(const std::string& path,
 // spec; to_json is for machines.
 std::string to_toml(const JailSpec& spec);
 std::string to_json(const JailSpec& spec);
+// "sha256:<hex>" of the effective policy as to_json gives it, without the command line: jails
+// that run different commands under the same policy share it (the registry, ps and inspect show
+// it; alerts carry it).
+std::string digest(const JailSpec& spec);
 
 // Refuses what this build cannot enforce yet (an egress policy), and cgroup limits or devices
 // without root, so nothing a policy asks for is silently ignored. Whether this host's cgroups can

@@ -76,10 +76,34 @@ void list_exec_sockets(const GcOptions& o, std::vector<GcObject>& out) {
   ::closedir(d);
 }
 
+// stockade watch's alert tallies, ALERTS_DIR/ID.json, of jails that are gone.
+void list_alert_tallies(const GcOptions& o, std::vector<GcObject>& out) {
+  std::string dir = registry::alerts_dir(o.registry_dir);
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return;
+  while (dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    std::string id;
+    if (n.ends_with(".json"))
+      id = n.substr(0, n.size() - 5);
+    else if (n.size() > 5 && n[0] == '.' && n.ends_with(".tmp"))
+      id = n.substr(1, n.size() - 5);
+    if (!cgroup::is_jail_name(id)) continue;
+    std::string path = dir + "/" + n;
+    out.push_back({"alerts", id, path, [path]() -> Result<void> {
+                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+                       return fail(errno, "remove '{}'", path);
+                     return {};
+                   }});
+  }
+  ::closedir(d);
+}
+
 std::vector<GcObject> list_registry(const GcOptions& o) {
   std::vector<GcObject> out;
   list_registry_temporaries(o, out);
   list_exec_sockets(o, out);
+  list_alert_tallies(o, out);
   for (auto& rec : registry::list(o.registry_dir)) {
     std::string dir = o.registry_dir, id = rec.id;
     out.push_back({"registry", id, dir + "/" + id + ".json",

@@ -564,6 +564,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
     rec.command = spec.argv;
+    rec.policy_digest = policy::digest(spec);
     rec.hostname = spec.hostname;
     rec.net = spec.net == policy::NetMode::kNone     ? "none"
               : spec.net == policy::NetMode::kBridge ? "bridge"
@@ -598,6 +599,9 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // the steps: registry entry, cgroup (its processes are gone with pid 1), lease.
   crash_point("after-conclude");
   entry.reset();
+  // The watcher's alert tally of the jail (if any) goes with its entry.
+  if (!reg_dir.empty())
+    (void)::unlink((common::registry::alerts_dir(reg_dir) + "/" + id + ".json").c_str());
   crash_point("after-registry-remove");
   if (cg) {
     if (auto removed = cg->remove(crash_point); !removed && outcome)

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
@@ -71,6 +72,11 @@ class Watcher {
     proc_ = std::make_unique<test::Process>(argv);
     for (int i = 0; i < 200 && proc_->err().find("watching") == std::string::npos; ++i)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  // A watcher a failed REQUIRE leaves behind is stopped the proper way, so it removes its rules
+  // and restores the audit switch (a SIGKILL would leave both).
+  ~Watcher() {
+    if (proc_ && !proc_->done()) (void)stop();
   }
   bool ready() const { return proc_->err().find("watching") != std::string::npos; }
   int stop() {
@@ -679,4 +685,78 @@ TEST_CASE("stockade watch names each escape syscall a jail tries, and which barr
   CHECK(find_rule(got, "Stockade nested user namespace attempt")
             ->at("output_fields")["evt.arg.flags"] == "user");
   CHECK(got.size() == 7);
+}
+
+TEST_CASE(
+    "stockade ps and inspect show the alerts raised for a running jail, and its policy digest",
+    "[root][audit]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir dir;
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  // stockade run with the attack binary bound in, OPTIONS, running CMD.
+  auto jail_argv = [](const std::vector<std::string>& options,
+                      const std::vector<std::string>& cmd) {
+    auto argv = test::attack_argv(options, "setns");
+    argv.insert(argv.begin(), test::stockade_bin());
+    argv.erase(std::find(argv.begin(), argv.end(), "--") + 1, argv.end());
+    argv.insert(argv.end(), cmd.begin(), cmd.end());
+    return argv;
+  };
+  test::Process jail_proc(jail_argv(
+      {}, {"/bin/sh", "-c",
+           "/attack setns /proc/self/ns/net; /attack open-by-handle; echo done; sleep 30"}));
+  auto jail = test::wait_for_jail(jail_proc);
+  INFO(jail_proc.err());
+  REQUIRE(jail);
+
+  json tally;
+  for (int i = 0; i < 100; ++i) {
+    auto r = test::stockade({"inspect", "--json", jail->id});
+    REQUIRE(r.exit_code == 0);
+    tally = json::parse(r.out)["alerts"];
+    if (tally.value("count", 0) >= 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  INFO(tally.dump() << w.err());
+  CHECK(tally.value("count", 0) == 2);
+  CHECK(tally["by_rule"].size() == 2);
+  CHECK(tally["last"].value("rule", "").starts_with("Stockade"));
+  auto text = test::stockade({"inspect", jail->id});
+  CHECK(text.out.find("alerts           2 (last: ") != std::string::npos);
+  auto ps = test::stockade({"ps", "--json"});
+  for (auto& e : json::parse(ps.out))
+    if (e.value("id", "") == jail->id) CHECK(e["alerts"].value("count", 0) == 2);
+  CHECK(test::stockade({"ps"}).out.find("ALERTS") != std::string::npos);
+
+  // The registry names the policy by digest: the same policy with another command shares it.
+  auto entry = json::parse(test::stockade({"inspect", "--json", jail->id}).out);
+  std::string digest = entry.value("policy_digest", "");
+  CHECK(digest.starts_with("sha256:"));
+  CHECK(digest.size() == 7 + 64);
+  test::Process same(jail_argv({}, {"/bin/sleep", "30"}));
+  test::Process other(jail_argv({"--cap", "NET_BIND_SERVICE"}, {"/bin/sleep", "30"}));
+  auto sj = test::wait_for_jail(same), oj = test::wait_for_jail(other);
+  REQUIRE(sj);
+  REQUIRE(oj);
+  auto digest_of = [](const std::string& id) {
+    return json::parse(test::stockade({"inspect", "--json", id}).out).value("policy_digest", "");
+  };
+  CHECK(digest_of(sj->id) == digest);
+  CHECK(digest_of(oj->id) != digest);
+  CHECK(digest_of(oj->id).starts_with("sha256:"));
+  same.signal(SIGTERM);
+  other.signal(SIGTERM);
+  CHECK(same.wait(10) == 128 + SIGTERM);
+  CHECK(other.wait(10) == 128 + SIGTERM);
+
+  // The tally goes with the jail.
+  std::string tally_file = "/run/stockade/alerts/" + jail->id + ".json";
+  CHECK(::access(tally_file.c_str(), F_OK) == 0);
+  jail_proc.signal(SIGTERM);
+  CHECK(jail_proc.wait(10) == 128 + SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));  // one publish round
+  CHECK(::access(tally_file.c_str(), F_OK) != 0);
+  CHECK(w.stop() == 0);
 }
