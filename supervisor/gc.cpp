@@ -27,6 +27,15 @@ using common::Result;
 using common::UniqueFd;
 namespace registry = common::registry;
 
+// A file of jail id's, removed by unlinking it.
+GcObject file_object(const std::string& kind, const std::string& id, const std::string& path) {
+  return {kind, id, path, [path]() -> Result<void> {
+            if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+              return fail(errno, "remove '{}'", path);
+            return {};
+          }};
+}
+
 // A registry write interrupted by a crash leaves ".ID.tmp" (registry::write renames it into place).
 void list_registry_temporaries(const GcOptions& o, std::vector<GcObject>& out) {
   DIR* d = ::opendir(o.registry_dir.c_str());
@@ -37,11 +46,7 @@ void list_registry_temporaries(const GcOptions& o, std::vector<GcObject>& out) {
     std::string id = n.substr(1, n.size() - 5);
     if (!cgroup::is_jail_name(id)) continue;
     std::string path = o.registry_dir + "/" + n;
-    out.push_back({"registry", id, path, [path]() -> Result<void> {
-                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-                       return fail(errno, "remove '{}'", path);
-                     return {};
-                   }});
+    out.push_back(file_object("registry", id, path));
   }
   ::closedir(d);
 }
@@ -67,11 +72,7 @@ void list_exec_sockets(const GcOptions& o, std::vector<GcObject>& out) {
     std::string id = n.substr(0, n.size() - 5);
     std::string path = o.registry_dir + "/" + n;
     if (!cgroup::is_jail_name(id) || socket_listening(path)) continue;
-    out.push_back({"registry", id, path, [path]() -> Result<void> {
-                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-                       return fail(errno, "remove '{}'", path);
-                     return {};
-                   }});
+    out.push_back(file_object("registry", id, path));
   }
   ::closedir(d);
 }
@@ -90,11 +91,7 @@ void list_alert_tallies(const GcOptions& o, std::vector<GcObject>& out) {
       id = n.substr(1, n.size() - 5);
     if (!cgroup::is_jail_name(id)) continue;
     std::string path = dir + "/" + n;
-    out.push_back({"alerts", id, path, [path]() -> Result<void> {
-                     if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-                       return fail(errno, "remove '{}'", path);
-                     return {};
-                   }});
+    out.push_back(file_object("alerts", id, path));
   }
   ::closedir(d);
 }
