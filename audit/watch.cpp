@@ -190,12 +190,13 @@ Result<WatchSummary> replay(const WatchOptions& o, AlertWriter& out) {
   Result<void> werr;
   EngineOptions eo{o.range, o.registry_dir, false, o.key};
   Engine engine(eo, [&](const Alert& a) {
-    if (werr) werr = out.write(a);
+    if (werr) werr = out.add(a);
   });
   auto start = Clock::now();
   std::string line;
   while (std::getline(in, line)) engine.feed_line(line);
   engine.flush();
+  if (werr) werr = out.flush();
   out.sync();
   if (!werr) return std::unexpected(werr.error());
   sum.engine = engine.stats();
@@ -249,7 +250,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   Result<void> werr;
   EngineOptions eo{o.range, o.registry_dir, true, key};
   Engine engine(eo, [&](const Alert& a) {
-    if (werr) werr = out.write(a);
+    if (werr) werr = out.add(a);
   });
   engine.refresh_jails();
   WatchSummary sum;
@@ -301,6 +302,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
         enobufs_seen = e;
       }
     }
+    if (werr) werr = out.flush();  // the batch's alerts in one write
     out.sync();
     if (raw) raw->flush();
     if (!werr) break;
@@ -323,6 +325,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   sum.received = reader->received();
   sum.enobufs = reader->enobufs();
   engine.flush();
+  if (werr) werr = out.flush();
   out.sync();
   sum.engine = engine.stats();
   sum.seconds = std::chrono::duration<double>(Clock::now() - start).count();
