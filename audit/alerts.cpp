@@ -79,19 +79,73 @@ std::string hostname() {
   return buf;
 }
 
+namespace {
+
+// nlohmann's serializer decodes UTF-8 byte by byte (a fifth of an alert's cost in a storm):
+// printable ASCII without quotes or backslashes is what it would print unchanged, so it is
+// copied; anything else goes through nlohmann (escapes, invalid UTF-8 replaced).
+void append_json_string(std::string& out, const std::string& s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+      out += json(s).dump(-1, ' ', false, json::error_handler_t::replace);
+      return;
+    }
+  out += '"';
+  out += s;
+  out += '"';
+}
+
+// The same bytes as v.dump(-1, ' ', false, replace): objects in their (sorted) order.
+void append_json(std::string& out, const json& v) {
+  if (v.is_string()) return append_json_string(out, v.get_ref<const std::string&>());
+  if (v.is_object() || v.is_array()) {
+    bool object = v.is_object();
+    out += object ? '{' : '[';
+    bool first = true;
+    for (auto it = v.begin(); it != v.end(); ++it) {
+      if (!first) out += ',';
+      first = false;
+      if (object) {
+        append_json_string(out, it.key());
+        out += ':';
+      }
+      append_json(out, *it);
+    }
+    out += object ? '}' : ']';
+    return;
+  }
+  out += v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+}  // namespace
+
 std::string to_falco_json(const Alert& a, const std::string& host) {
   std::string t = iso_time(a.time_ns);
   // Falco's output line starts with the time of day and the priority.
   std::string output = fmt::format("{}: {} {}", t.substr(11, 18), a.priority, a.text);
-  json j = {{"time", t},
-            {"rule", a.rule},
-            {"priority", a.priority},
-            {"source", "stockade"},
-            {"output", output},
-            {"output_fields", a.fields},
-            {"tags", a.tags},
-            {"hostname", host}};
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  // Assembled in place, in the order nlohmann's sorted objects would print it (the same bytes):
+  // a json object holding a copy of output_fields cost a third of an alert's time in storms.
+  std::string out;
+  out.reserve(1024);
+  out += "{\"hostname\":";
+  append_json_string(out, host);
+  out += ",\"output\":";
+  append_json_string(out, output);
+  out += ",\"output_fields\":";
+  append_json(out, a.fields);
+  out += ",\"priority\":";
+  append_json_string(out, a.priority);
+  out += ",\"rule\":";
+  append_json_string(out, a.rule);
+  out += ",\"source\":\"stockade\",\"tags\":[";
+  for (size_t i = 0; i < a.tags.size(); ++i) {
+    if (i > 0) out += ',';
+    append_json_string(out, a.tags[i]);
+  }
+  out += "],\"time\":";
+  append_json_string(out, t);
+  out += '}';
+  return out;
 }
 
 Result<AlertWriter> AlertWriter::open(const std::string& path) {
@@ -112,24 +166,42 @@ AlertWriter::AlertWriter(AlertWriter&& o) noexcept
       owned_(o.owned_),
       dirty_(o.dirty_),
       written_(o.written_),
-      host_(std::move(o.host_)) {}
+      host_(std::move(o.host_)),
+      pending_(std::move(o.pending_)) {}
 
 AlertWriter::~AlertWriter() {
+  (void)flush();  // nothing to report to from a destructor
   sync();
-  if (owned_ && fd_ >= 0) (void)::close(fd_);  // nothing to report to from a destructor
+  if (owned_ && fd_ >= 0) (void)::close(fd_);
 }
 
 Result<void> AlertWriter::write(const Alert& a) {
-  std::string line = to_falco_json(a, host_) + "\n";
-  // One write per line, under an exclusive lock: O_APPEND alone keeps a short line whole, the
-  // lock keeps long lines of two watchers from interleaving when a write is split.
+  TRY(add(a));
+  return flush();
+}
+
+Result<void> AlertWriter::add(const Alert& a) {
+  pending_ += to_falco_json(a, host_);
+  pending_ += '\n';
+  ++pending_lines_;
+  // A bound, so a storm's alerts never pile up in memory: written now if the batch grew large.
+  if (pending_.size() >= kMaxPending) return flush();
+  return {};
+}
+
+Result<void> AlertWriter::flush() {
+  if (pending_.empty() || fd_ < 0) return {};
+  // One write for all the lines, under an exclusive lock: O_APPEND alone keeps a short write
+  // whole, the lock keeps long ones of two watchers from interleaving when a write is split.
   bool lock = owned_ && ::flock(fd_, LOCK_EX) == 0;
-  bool ok = sys::write_all(fd_, line.data(), line.size());
+  bool ok = sys::write_all(fd_, pending_.data(), pending_.size());
   int err = errno;
   if (lock) (void)::flock(fd_, LOCK_UN);
+  pending_.clear();
+  std::uint64_t lines = std::exchange(pending_lines_, 0);
   if (!ok) return fail(err, "write alert");
   dirty_ = true;
-  ++written_;
+  written_ += lines;
   return {};
 }
 

@@ -45,8 +45,8 @@ struct Alert {
 std::string to_falco_json(const Alert& a, const std::string& hostname);
 std::string hostname();
 
-// Appends alert lines to stdout or a file: one write(2) per line under an exclusive flock (so
-// two watchers appending to one file never interleave), fsync'd per batch.
+// Appends alert lines to stdout or a file: whole lines, one write(2) per batch under an exclusive
+// flock (so two watchers appending to one file never interleave), fsync'd by sync().
 class AlertWriter {
  public:
   // path "" or "-": stdout.
@@ -54,17 +54,25 @@ class AlertWriter {
   AlertWriter(AlertWriter&&) noexcept;
   AlertWriter& operator=(AlertWriter&&) = delete;
   ~AlertWriter();
+  // Writes one line now.
   common::Result<void> write(const Alert& a);
+  // Adds a line to the batch (written by flush(), or at once when the batch is large): a storm's
+  // alerts cost one write(2) per batch of records, not one per alert.
+  common::Result<void> add(const Alert& a);
+  common::Result<void> flush();
   void sync();  // fsync what was written since the last sync (files only)
   std::uint64_t written() const { return written_; }
 
  private:
+  static constexpr std::size_t kMaxPending = 256 << 10;
   AlertWriter(int fd, bool owned) : fd_(fd), owned_(owned) {}
   int fd_ = -1;
   bool owned_ = false;
   bool dirty_ = false;
   std::uint64_t written_ = 0;
   std::string host_;
+  std::string pending_;
+  std::uint64_t pending_lines_ = 0;
 };
 
 struct EngineStats {

@@ -88,6 +88,13 @@ const std::map<std::string, Kind>& kinds() {
 
 constexpr std::uint32_t kSeccompLog = 0x7ffc0000;
 
+// `return {a}` would copy the alert (an initializer list's elements are const).
+std::vector<Alert> one(Alert&& a) {
+  std::vector<Alert> out;
+  out.push_back(std::move(a));
+  return out;
+}
+
 const char* seccomp_action(std::uint32_t code) {
   switch (code & 0xffff0000U) {
     case 0x80000000U:
@@ -323,7 +330,7 @@ std::vector<Alert> from_seccomp(const Event& ev, const Record& r, const Jail& ja
     }
   }
   render(a, what + ", blocked by seccomp");
-  return {a};
+  return one(std::move(a));
 }
 
 // A write-open of one of these, from a jail, is an attempt on the host's kernel settings.
@@ -362,7 +369,7 @@ std::vector<Alert> from_syscall(const Event& ev, const Record& r, const Jail& ja
     a.fields["fd.name"] = path;
     a.fields["stockade.args"] = fmt::format("path={}", path);
     render(a, fmt::format("tried to write '{}'", path));
-    return {a};
+    return one(std::move(a));
   }
   auto it = kinds().find(name);
   if (it == kinds().end()) return {};
@@ -432,7 +439,7 @@ std::vector<Alert> from_syscall(const Event& ev, const Record& r, const Jail& ja
         paths.empty() ? fmt::format("a0={:#x} a1={:#x} a2={:#x}", a0, a1, a2) : "paths=" + paths;
   }
   render(a, what + (success ? ", and it worked" : ", refused by the kernel"));
-  return {a};
+  return one(std::move(a));
 }
 
 std::vector<Alert> from_login(const Event& ev, const Record& r, const Jail& jail,
@@ -450,7 +457,7 @@ std::vector<Alert> from_login(const Event& ev, const Record& r, const Jail& jail
   a.fields["stockade.blocked"] = !ok;
   a.fields["stockade.args"] = fmt::format("auid={}", str(r.get("auid")));
   render(a, ok ? "changed its audit id" : "tried to change its audit id");
-  return {a};
+  return one(std::move(a));
 }
 
 // A packet the jail's egress policy dropped (netjail logs them, rate-limited, with the jail's
@@ -496,7 +503,7 @@ std::vector<Alert> from_egress(const Event& ev, const Record& r, const Jail& jai
       "Jail sent traffic its egress policy denies (jail={} policy={} host_uid={} src={} dst={} "
       "proto={}; dropped on the host; repeats within {}s are not alerted again)",
       jail.id, jail.policy, jail.host_uid, str(r.get("saddr")), dst, l4, kEgressQuietMs / 1000);
-  return {a};
+  return one(std::move(a));
 }
 
 }  // namespace

@@ -6,10 +6,12 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -190,15 +192,14 @@ Result<WatchSummary> replay(const WatchOptions& o, AlertWriter& out) {
   WatchSummary sum;
   Result<void> werr;
   EngineOptions eo{o.range, o.registry_dir, false, o.key};
-  AlertTally tally(o.registry_dir.empty() ? common::registry::default_dir() : o.registry_dir);
   Engine engine(eo, [&](const Alert& a) {
-    if (werr) werr = out.write(a);
-    tally.count(a);
+    if (werr) werr = out.add(a);
   });
   auto start = Clock::now();
   std::string line;
   while (std::getline(in, line)) engine.feed_line(line);
   engine.flush();
+  if (werr) werr = out.flush();
   out.sync();
   if (!werr) return std::unexpected(werr.error());
   sum.engine = engine.stats();
@@ -221,6 +222,23 @@ class SignalBlock {
   sigset_t set_, old_;
 };
 
+// As auditd does (priority_boost = 4): alerts must not queue behind a host's builds for the CPU.
+// On a 2-core host with other builds running, the assembly thread at nice 0 was on a CPU for a
+// third of the wall time during a storm and fell behind by thousands of records. nice -4 gives
+// it about 3x the share of a nice 0 task when the CPUs are contended, and nothing like the
+// precedence of a real-time policy.
+constexpr int kPriorityBoost = 4;
+
+void raise_priority() {
+  errno = 0;
+  int now = ::getpriority(PRIO_PROCESS, 0);
+  if (now == -1 && errno != 0) return;
+  int want = std::max(-20, now - kPriorityBoost);
+  if (want < now && ::setpriority(PRIO_PROCESS, 0, want) != 0)
+    common::log::debug("cannot raise the watcher's priority to nice {} ({}), ignoring", want,
+                       std::strerror(errno));
+}
+
 }  // namespace
 
 Result<WatchSummary> watch(const WatchOptions& o) {
@@ -228,6 +246,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   if (!o.replay.empty()) return replay(o, out);
 
   SignalBlock signals;  // before the reader thread starts: it inherits the mask
+  raise_priority();     // before it too: on Linux each thread has its own nice value
   UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
   if (!sigfd) return fail(errno, "signalfd");
   std::string key = o.key.empty() ? fmt::format("stockade-{}", ::getpid()) : o.key;
@@ -253,7 +272,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   EngineOptions eo{o.range, o.registry_dir, true, key};
   AlertTally tally(o.registry_dir.empty() ? common::registry::default_dir() : o.registry_dir);
   Engine engine(eo, [&](const Alert& a) {
-    if (werr) werr = out.write(a);
+    if (werr) werr = out.add(a);
     tally.count(a);
   });
   engine.refresh_jails();
@@ -307,6 +326,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
         enobufs_seen = e;
       }
     }
+    if (werr) werr = out.flush();  // the batch's alerts in one write
     out.sync();
     if (raw) raw->flush();
     if (!werr) break;
@@ -329,6 +349,7 @@ Result<WatchSummary> watch(const WatchOptions& o) {
   sum.received = reader->received();
   sum.enobufs = reader->enobufs();
   engine.flush();
+  if (werr) werr = out.flush();
   out.sync();
   tally.publish();
   sum.engine = engine.stats();

@@ -275,6 +275,55 @@ TEST_CASE("alerts are Falco JSON lines with the keys falcosidekick requires", "[
   CHECK(j["tags"] == json::array({"T1611", "stockade"}));
 }
 
+TEST_CASE("an alert line is byte for byte the JSON nlohmann would print for it, odd bytes included",
+          "[audit]") {
+  audit::Alert a;
+  a.time_ns = 1795657455312000000;
+  a.rule = "Stockade setns attempt";
+  a.priority = "Warning";
+  a.text = "tab\there \"quoted\" back\\slash caf\xc3\xa9 bad\xff\x01 del\x7f";
+  a.fields["proc.cmdline"] = "/bin/sh -c 'x\ny'";
+  a.fields["proc.name"] = "\xe2\x82";  // truncated UTF-8: replaced, as nlohmann does
+  a.fields["proc.pid"] = 42;
+  a.fields["stockade.blocked"] = true;
+  a.fields["stockade.ns.now"] = json::array({"net:[1]", "mnt:[2]"});
+  a.fields["stockade.nested"] = {{"b", 1}, {"a", "\"x\""}};
+  a.tags = {"T1611", "stock\"ade"};
+  std::string t = "2026-11-26T01:44:15.312000000Z";
+  json j = {{"time", t},
+            {"rule", a.rule},
+            {"priority", a.priority},
+            {"source", "stockade"},
+            {"output", "01:44:15.312000000: Warning " + a.text},
+            {"output_fields", a.fields},
+            {"tags", a.tags},
+            {"hostname", "h\xc3\xb6st"}};
+  CHECK(audit::to_falco_json(a, "h\xc3\xb6st") ==
+        j.dump(-1, ' ', false, json::error_handler_t::replace));
+}
+
+TEST_CASE("alerts added to a batch are written whole by flush, and by the writer's end",
+          "[audit]") {
+  test::TempDir dir;
+  std::string path = dir.path() + "/alerts.jsonl";
+  audit::Alert a;
+  a.rule = "Stockade setns attempt";
+  a.priority = "Warning";
+  {
+    auto w = audit::AlertWriter::open(path);
+    REQUIRE(w);
+    for (int i = 0; i < 3; ++i) REQUIRE(w->add(a));
+    CHECK(read_lines(path).empty());  // one write(2) for the batch, not one per alert
+    REQUIRE(w->flush());
+    CHECK(read_lines(path).size() == 3);
+    CHECK(w->written() == 3);
+    REQUIRE(w->add(a));
+  }
+  auto lines = read_lines(path);
+  CHECK(lines.size() == 4);
+  for (const auto& l : lines) CHECK_FALSE(json::parse(l, nullptr, false).is_discarded());
+}
+
 TEST_CASE("two watchers appending to one alert file never interleave their lines", "[audit]") {
   test::TempDir dir;
   std::string path = dir.path() + "/alerts.jsonl";
