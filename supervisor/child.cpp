@@ -620,8 +620,6 @@ void child_main(ChildPlan& plan) {
   open_sources(plan);
   char go;
   if (sys::read(plan.sock, &go, 1) != 1 || go != 'G') ::_exit(125);
-  // Needs CAP_SYS_ADMIN in our user namespace, which the first process of a new one has.
-  if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
   // pid 1 is a copy of the supervisor: its memory (the host environment among it) must not be
   // readable through /proc/1/{mem,environ} from the jail. Not before the maps are written: a
   // rootless parent could no longer open them.
@@ -649,6 +647,13 @@ void child_main(ChildPlan& plan) {
           Step::kRlimit, static_cast<int>(i));
   }
   check(plan, ::chdir(plan.cwd.c_str()) == 0, Step::kChdir);
+  // The supervisor has moved us into the jail's cgroup (on v1 that takes a while, so it happens
+  // while we build the root above; nothing of the jail's has run yet).
+  char c;
+  if (sys::read(plan.sock, &c, 1) != 1 || c != 'C') ::_exit(125);
+  // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
+  // which we still hold (the uid change kept it, see the securebits above).
+  if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
   drop_capabilities(plan);
   check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
 

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <optional>
+#include <thread>
 
 #include "cgroup/cgroup.hpp"
 #include "common/fd.hpp"
@@ -518,13 +519,37 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   child_sock.reset();
   crash_point("after-clone");
 
+  // v1: the cgroup is made and the child moved into it on a thread of its own, while the child
+  // builds its root. Moving a task between v1 cgroups waits for an RCU grace period (the kernel
+  // write-locks cgroup_threadgroup_rwsem), 4-10 ms on the test VM, which would otherwise stand
+  // alone on the launch's path. The child needs no cgroup to build its root (stockade's own
+  // code, one process); it waits for 'C', sent once it is inside, before it makes its cgroup
+  // namespace, drops its capabilities and, later, starts anything of the jail's.
+  std::optional<std::thread> cg_thread;
+  std::optional<Result<cgroup::JailCgroup>> cg_made;
+  Result<void> cg_moved;
+  // Joined on every path out of run(), and what it made handed to cg, which outlives the child
+  // (a cgroup can only go once the jail's processes are gone).
+  struct Joiner {
+    std::optional<std::thread>& t;
+    std::optional<Result<cgroup::JailCgroup>>& made;
+    std::optional<cgroup::JailCgroup>& cg;
+    void join() {
+      if (t && t->joinable()) t->join();
+      if (made && *made && !cg) cg.emplace(std::move(made->value()));
+    }
+    ~Joiner() { join(); }
+  } joiner{cg_thread, cg_made, cg};
   if (cg_request && !cg) {
-    cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
-    crash_point("after-cgroup-create");
+    try {
+      cg_thread.emplace([&, pid]() noexcept {
+        cg_made.emplace(cgroup::create(cg_request->plan, cg_request->limits, crash_point));
+        if (*cg_made) cg_moved = cg_made->value().attach(pid);
+      });
+    } catch (const std::system_error& e) {
+      return fail(e.code().value(), "start the cgroup thread");
+    }
   }
-  // v1: into every hierarchy before the child may run anything of the jail's ('G').
-  if (cg) TRY(cg->attach(pid));
-  crash_point("after-cgroup-attach");
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   crash_point("after-id-maps");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
@@ -538,6 +563,15 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     TRY_CTX(net->attach(netns.get()), "network");
     crash_point("after-network-attach");
   }
+  if (cg_thread) {
+    joiner.join();
+    if (!*cg_made) return std::unexpected(cg_made->error());
+    crash_point("after-cgroup-create");
+    TRY(std::move(cg_moved));
+    crash_point("after-cgroup-attach");
+  }
+  // In its cgroup (or without one): the child may make its cgroup namespace and go on.
+  if (!send_byte(sock.get(), 'C')) return fail(errno, "release the child");
 
   // `stockade exec` can reach the jail from the moment its registry entry exists.
   std::optional<detail::ExecRelay> relay;
