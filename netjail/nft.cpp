@@ -477,9 +477,14 @@ struct Key {
 
 constexpr int kInet = NFPROTO_INET, kBridge = NFPROTO_BRIDGE;
 
+// The layout's version is in the table's comment: tables made by a stockade whose chains fit
+// together differently are refused rather than mixed with this one's.
+constexpr const char* kInetComment =
+    "stockade: per-jail egress policy, NAT and published ports (layout 2)";
+
 void inet_base(Batch& b) {
   const char* t = kInetTable;
-  b.table(kInet, t, "stockade: per-jail egress policy, NAT and published ports", NLM_F_EXCL);
+  b.table(kInet, t, kInetComment, NLM_F_EXCL);
   b.set(kInet, t, {"bridges", kTypeIfname, IFNAMSIZ});
   b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
   b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
@@ -510,6 +515,26 @@ void inet_base(Batch& b) {
              .counter()
              .drop()
              .comment("invalid"));
+  // To another jail: the receiver's policy first (its peer chain returns here if the sender is
+  // one of its peers, and drops otherwise), then the sender's own, below. The peer chains hold
+  // no jump: every commit that adds a rule re-validates every chain reachable from a base chain,
+  // and a jump to @egress in each of N peer chains made that N x N map elements per jail added.
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV4)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
+             .lookup("peer4", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("jail to jail"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV6)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
+             .lookup("peer6", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("jail to jail"));
   b.rule(Rule(kInet, t, fj)
              .ifname(NFT_META_OIFNAME, "bridges")
              .nfproto(NFPROTO_IPV4)
@@ -522,11 +547,6 @@ void inet_base(Batch& b) {
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
              .lookup("peer6", kReg1, kVerdict)
              .comment("to another jail: its policy first"));
-  b.rule(Rule(kInet, t, fj)
-             .ifname(NFT_META_OIFNAME, "bridges")
-             .counter()
-             .drop()
-             .comment("jail to jail"));
   b.rule(Rule(kInet, t, fj)
              .meta(NFT_META_MARK, kReg1)
              .lookup("egress", kReg1, kVerdict)
@@ -748,9 +768,8 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
     for (const auto& net : j.peers)
       b.rule(Rule(kInet, t, peer)
                  .addr_in(net, true)
-                 .meta(NFT_META_MARK, kReg1)
-                 .lookup("egress", kReg1, kVerdict)
-                 .comment("and the sender's policy"));
+                 .verdict(NFT_RETURN)
+                 .comment("a peer: the sender's policy decides"));
     b.rule(Rule(kInet, t, peer).counter().drop().comment("not a peer"));
   }
   Key mark = Key().u32(j.mark);
@@ -801,7 +820,7 @@ Result<NftSocket> open_nft_socket() {
   return s;
 }
 
-Result<bool> base_exists(NftSocket& s) {
+Result<bool> base_exists(NftSocket& s, bool require_current) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   std::uint32_t seq = s.next_seq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, kInet, NLM_F_ACK, seq);
@@ -810,21 +829,42 @@ Result<bool> base_exists(NftSocket& s) {
   nftnl_table_nlmsg_build_payload(nlh, t.get());
   if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables");
   std::uint32_t portid = mnl_socket_get_portid(s.get());
+  std::string comment;
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
     if (n < 0) return fail(errno, "nftables");
-    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, nullptr, nullptr);
+    auto cb = [](const nlmsghdr* nlh, void* data) -> int {
+      TablePtr t{nftnl_table_alloc()};
+      if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0) return MNL_CB_OK;
+      std::uint32_t len = 0;
+      if (const void* ud = nftnl_table_get_data(t.get(), NFTNL_TABLE_USERDATA, &len)) {
+        auto attr_cb = [](const nftnl_udata* a, void* d) -> int {
+          if (nftnl_udata_type(a) == NFTNL_UDATA_TABLE_COMMENT && nftnl_udata_get(a))
+            *static_cast<std::string*>(d) = static_cast<const char*>(nftnl_udata_get(a));
+          return 0;
+        };
+        nftnl_udata_parse(ud, len, attr_cb, data);
+      }
+      return MNL_CB_OK;
+    };
+    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, cb, &comment);
     if (r < 0) {
       if (errno == ENOENT) return false;
       return fail(errno, "look for table inet {}", kInetTable);
     }
-    if (r == MNL_CB_STOP) return true;
+    if (r != MNL_CB_STOP) continue;
+    if (require_current && comment != kInetComment)
+      return fail(0,
+                  "table inet {} was made by another version of stockade (its layout differs); "
+                  "once none of its jails runs, 'stockade gc --bridges' removes it",
+                  kInetTable);
+    return true;
   }
 }
 
 Result<void> ensure_base(NftSocket& s) {
   // An aborted batch costs the kernel 10-20 ms: ask first, create only if missing.
-  if (TRY(base_exists(s))) return {};
+  if (TRY(base_exists(s, true))) return {};
   Batch b(s, 256 << 10);
   inet_base(b);
   bridge_base(b);

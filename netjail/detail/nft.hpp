@@ -76,8 +76,9 @@ class NftSocket {
 
 common::Result<NftSocket> open_nft_socket();
 
-// True if stockade's inet table exists.
-common::Result<bool> base_exists(NftSocket& s);
+// True if stockade's inet table exists. With require_current, a table of another layout (made by
+// another version of stockade) is an error.
+common::Result<bool> base_exists(NftSocket& s, bool require_current);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
 // exists already. (A racing creator's batch is refused as a whole.)
 common::Result<void> ensure_base(NftSocket& s);
