@@ -296,6 +296,8 @@ struct Jail::Impl {
     (void)del_jail(*nft, rules);                      // best effort: gc finishes the job
     (void)del_neigh(*rs, bridge_index, rules.addr4);  // likewise
     (void)del_neigh(*rs, bridge_index, rules.addr6);  // likewise
+    close_detached(std::move(*nft));                  // closing waits for the kernel to free
+    nft.reset();
   }
 };
 

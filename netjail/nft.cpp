@@ -2,6 +2,7 @@
 #include "netjail/detail/nft.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
@@ -19,10 +20,15 @@
 #include <linux/netfilter_bridge.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <optional>
+
+#include "common/sys.hpp"
 
 namespace netjail::detail {
 namespace {
@@ -818,6 +824,32 @@ Result<NftSocket> open_nft_socket() {
   if (mnl_socket_bind(s.sock_.get(), 0, MNL_SOCKET_AUTOPID) < 0)
     return fail(errno, "bind a netfilter netlink socket");
   return s;
+}
+
+void close_detached(NftSocket&& s) noexcept {
+  if (!s.get()) return;
+  int fd = mnl_socket_get_fd(s.get());
+  int gate[2];  // the grandchild closes the socket once our copy is closed (EOF on the gate)
+  if (::pipe2(gate, O_CLOEXEC) != 0) return;  // s closes here, the slow way
+  pid_t child = ::fork();
+  if (child == 0) {
+    // async-signal-safe from here: the caller may have threads.
+    if (::fork() != 0) ::_exit(0);  // the grandchild is reparented and reaped by init
+    int lo = std::min(fd, gate[0]), hi = std::max(fd, gate[0]);
+    if (lo > 0) (void)sys::close_range(0, static_cast<unsigned>(lo - 1), 0);
+    if (hi > lo + 1)
+      (void)sys::close_range(static_cast<unsigned>(lo + 1), static_cast<unsigned>(hi - 1), 0);
+    (void)sys::close_range(static_cast<unsigned>(hi + 1), ~0U, 0);
+    char c;
+    while (::read(gate[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);  // the wait happens here, in nobody's way
+    ::_exit(0);
+  }
+  ::close(gate[0]);
+  if (child > 0) (void)sys::waitpid(child, nullptr, 0);  // it exits at once
+  { NftSocket ours = std::move(s); }                     // not the last reference if forked
+  ::close(gate[1]);
 }
 
 Result<bool> base_exists(NftSocket& s, bool require_current) {

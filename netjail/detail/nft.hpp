@@ -75,6 +75,12 @@ class NftSocket {
 };
 
 common::Result<NftSocket> open_nft_socket();
+// Closes s without waiting. Closing a netfilter socket waits until the kernel has freed what any
+// batch removed (nf_tables flushes its deferred destruction when a netlink socket is released:
+// an RCU grace period, 8-15 ms on the test VM). A removal is complete once its batch is
+// committed, so the close is left to a detached grandchild that holds the last reference to the
+// socket and nothing else; if that cannot be forked, s is closed here.
+void close_detached(NftSocket&& s) noexcept;
 
 // True if stockade's inet table exists. With require_current, a table of another layout (made by
 // another version of stockade) is an error.
