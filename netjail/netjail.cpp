@@ -254,9 +254,12 @@ Result<int> ensure_bridge_and_tables(const std::string& dir, const policy::Netwo
   if (index == 0) index = TRY(ensure_bridge(rs, {pol.bridge, net.gw4, net.gw6}));
   // A failed (refused) nftables batch costs 10-20 ms, so the bridge's element is added once,
   // remembered by the marker file, which gc removes with the bridge.
-  if (!TRY(base_exists(nft, true))) {
+  std::string comment;
+  if (!TRY(base_exists(nft, &comment))) {
     TRY(ensure_base(nft));
     (void)::unlink(marker.c_str());  // fresh tables: the bridge is not in them yet
+  } else {
+    TRY(upgrade_layout(nft, comment));
   }
   if (::access(marker.c_str(), F_OK) != 0) {
     TRY(add_bridge(nft, pol.bridge));
@@ -505,7 +508,7 @@ Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts
   // No bridge left means no jail: each holds its bridge's state directory from before it touches
   // the tables until after it has left them. Any chain still there lost its lease (a lease file
   // removed by hand): it goes with the tables.
-  if (!opts.dry_run && dir_entries(opts.state_dir).empty() && TRY(base_exists(nft, false))) {
+  if (!opts.dry_run && dir_entries(opts.state_dir).empty() && TRY(base_exists(nft))) {
     auto ids = TRY(jail_ids(nft));
     TRY(delete_base(nft));
     out.push_back(ids.empty() ? std::string("nftables tables inet stockade, bridge stockade_l2")

@@ -292,7 +292,7 @@ class Batch {
     nftnl_table_nlmsg_build_payload(hdr(NFT_MSG_DELTABLE, family, 0, name), t.get());
     next();
   }
-  void set(int family, const char* table, const SetDef& d) {
+  void set(int family, const char* table, const SetDef& d, std::uint16_t flags = 0) {
     SetPtr s{nftnl_set_alloc()};
     nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, d.name);
@@ -311,7 +311,7 @@ class Batch {
     nftnl_set_set_data(s.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(u.get()),
                        nftnl_udata_buf_len(u.get()));
     nftnl_set_nlmsg_build_payload(
-        hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE, fmt::format("set {}", d.name)), s.get());
+        hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE | flags, fmt::format("set {}", d.name)), s.get());
     next();
   }
   void chain(int family, const char* table, const std::string& name, const std::string& comment,
@@ -333,13 +333,15 @@ class Batch {
         hdr(NFT_MSG_NEWCHAIN, family, NLM_F_CREATE | NLM_F_EXCL, "chain " + name), c.get());
     next();
   }
-  void del_chain(int family, const char* table, const std::string& name) {
-    // Flush first: a chain that still holds rules cannot be deleted.
+  void flush_chain(int family, const char* table, const std::string& name) {
     RulePtr r{nftnl_rule_alloc()};
     nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table);
     nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, name.c_str());
     nftnl_rule_nlmsg_build_payload(hdr(NFT_MSG_DELRULE, family, 0, "flush chain " + name), r.get());
     next();
+  }
+  void del_chain(int family, const char* table, const std::string& name) {
+    flush_chain(family, table, name);  // a chain that still holds rules cannot be deleted
     ChainPtr c{nftnl_chain_alloc()};
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table);
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
@@ -483,34 +485,10 @@ struct Key {
 
 constexpr int kInet = NFPROTO_INET, kBridge = NFPROTO_BRIDGE;
 
-// The layout's version is in the table's comment: tables made by a stockade whose chains fit
-// together differently are refused rather than mixed with this one's.
-constexpr const char* kInetComment =
-    "stockade: per-jail egress policy, NAT and published ports (layout 2)";
-
-void inet_base(Batch& b) {
+// What a jail sends through the host. Its own function: tables of the first layout get these
+// rules replaced in place (upgrade_layout).
+void from_jails_rules(Batch& b) {
   const char* t = kInetTable;
-  b.table(kInet, t, kInetComment, NLM_F_EXCL);
-  b.set(kInet, t, {"bridges", kTypeIfname, IFNAMSIZ});
-  b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
-  b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
-  b.set(kInet, t, {"peer6", kTypeIpv6, 16, NFT_DATA_VERDICT, 0, kNetOrder});
-  b.set(kInet, t,
-        {"publish4", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv4, kTypeService), 8,
-         kNetOrder, kNetOrder});
-  b.set(kInet, t,
-        {"publish6", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv6, kTypeService), 20,
-         kNetOrder, kNetOrder});
-
-  b.chain(kInet, t, "from_jails", "traffic a jail sends through the host");
-  b.chain(kInet, t, "to_jails", "traffic towards a jail from elsewhere");
-  b.chain(kInet, t, "forward", "", NF_INET_FORWARD, 0);
-  b.rule(Rule(kInet, t, "forward")
-             .ifname(NFT_META_IIFNAME, "bridges")
-             .verdict(NFT_JUMP, "from_jails"));
-  b.rule(
-      Rule(kInet, t, "forward").ifname(NFT_META_OIFNAME, "bridges").verdict(NFT_JUMP, "to_jails"));
-
   const std::string fj = "from_jails";
   b.rule(
       Rule(kInet, t, fj)
@@ -558,6 +536,39 @@ void inet_base(Batch& b) {
              .lookup("egress", kReg1, kVerdict)
              .comment("the jail's egress policy"));
   b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+}
+
+// The layout's version is in the table's comment: tables made by a stockade whose chains fit
+// together differently are refused rather than mixed with this one's.
+constexpr const char* kInetComment =
+    "stockade: per-jail egress policy, NAT and published ports (layout 2)";
+// Tables of the first layout, upgraded in place, have this (empty) set; their comment is older.
+constexpr const char* kLayoutSet = "layout_2";
+
+void inet_base(Batch& b) {
+  const char* t = kInetTable;
+  b.table(kInet, t, kInetComment, NLM_F_EXCL);
+  b.set(kInet, t, {"bridges", kTypeIfname, IFNAMSIZ});
+  b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
+  b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
+  b.set(kInet, t, {"peer6", kTypeIpv6, 16, NFT_DATA_VERDICT, 0, kNetOrder});
+  b.set(kInet, t,
+        {"publish4", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv4, kTypeService), 8,
+         kNetOrder, kNetOrder});
+  b.set(kInet, t,
+        {"publish6", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv6, kTypeService), 20,
+         kNetOrder, kNetOrder});
+
+  b.chain(kInet, t, "from_jails", "traffic a jail sends through the host");
+  b.chain(kInet, t, "to_jails", "traffic towards a jail from elsewhere");
+  b.chain(kInet, t, "forward", "", NF_INET_FORWARD, 0);
+  b.rule(Rule(kInet, t, "forward")
+             .ifname(NFT_META_IIFNAME, "bridges")
+             .verdict(NFT_JUMP, "from_jails"));
+  b.rule(
+      Rule(kInet, t, "forward").ifname(NFT_META_OIFNAME, "bridges").verdict(NFT_JUMP, "to_jails"));
+
+  from_jails_rules(b);
 
   const std::string tj = "to_jails";
   b.rule(
@@ -852,7 +863,7 @@ void close_detached(NftSocket&& s) noexcept {
   ::close(gate[1]);
 }
 
-Result<bool> base_exists(NftSocket& s, bool require_current) {
+Result<bool> base_exists(NftSocket& s, std::string* comment_out) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   std::uint32_t seq = s.next_seq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, kInet, NLM_F_ACK, seq);
@@ -885,18 +896,45 @@ Result<bool> base_exists(NftSocket& s, bool require_current) {
       return fail(errno, "look for table inet {}", kInetTable);
     }
     if (r != MNL_CB_STOP) continue;
-    if (require_current && comment != kInetComment)
-      return fail(0,
-                  "table inet {} was made by another version of stockade (its layout differs); "
-                  "once none of its jails runs, 'stockade gc --bridges' removes it",
-                  kInetTable);
+    if (comment_out) *comment_out = comment;
     return true;
   }
 }
 
+Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
+  if (comment == kInetComment) return {};
+  // Made by a stockade of the first layout, whose jails may still run: their peer chains jump to
+  // the egress map themselves, which gives the same verdict under the new from_jails.
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  std::uint32_t seq = s.next_seq();
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, kInet, NLM_F_ACK, seq);
+  SetPtr q{nftnl_set_alloc()};
+  nftnl_set_set_str(q.get(), NFTNL_SET_TABLE, kInetTable);
+  nftnl_set_set_str(q.get(), NFTNL_SET_NAME, kLayoutSet);
+  nftnl_set_nlmsg_build_payload(nlh, q.get());
+  if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables");
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
+    if (n < 0) return fail(errno, "nftables");
+    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, mnl_socket_get_portid(s.get()),
+                       nullptr, nullptr);
+    if (r < 0 && errno != ENOENT) return fail(errno, "look for set {}", kLayoutSet);
+    if (r == MNL_CB_STOP) return {};  // upgraded before
+    if (r < 0) break;
+  }
+  Batch b(s);
+  b.flush_chain(kInet, kInetTable, "from_jails");
+  from_jails_rules(b);
+  b.set(kInet, kInetTable, {kLayoutSet, kTypeMark, 4}, NLM_F_EXCL);
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST) return {};  // another supervisor upgraded it first
+  if (!r) return std::unexpected(common::context(r.error(), "upgrade stockade's nftables tables"));
+  return {};
+}
+
 Result<void> ensure_base(NftSocket& s) {
   // An aborted batch costs the kernel 10-20 ms: ask first, create only if missing.
-  if (TRY(base_exists(s, true))) return {};
+  if (TRY(base_exists(s))) return {};
   Batch b(s, 256 << 10);
   inet_base(b);
   bridge_base(b);

@@ -674,3 +674,36 @@ TEST_CASE("closing the netfilter socket after a jail's removal neither waits nor
   CHECK(WIFEXITED(st));
   CHECK(WEXITSTATUS(st) == 0);
 }
+
+TEST_CASE("tables of the first layout get the current from_jails chain in place, once",
+          "[root][net]") {
+  SKIP_UNLESS_ROOT();
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    using namespace netjail::detail;
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
+    auto s = open_nft_socket();
+    if (!s || !ensure_base(*s)) ::_exit(11);
+    auto from_jails = [] {
+      FILE* f = ::popen("nft list chain inet stockade from_jails", "r");
+      std::string text;
+      char buf[4096];
+      while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) text.append(buf, n);
+      ::pclose(f);
+      return text;
+    };
+    std::string fresh = from_jails();
+    // What the first layout's table says of itself; its from_jails is replaced, its jails'
+    // chains are left alone.
+    const std::string old = "stockade: per-jail egress policy, NAT and published ports";
+    if (!upgrade_layout(*s, old) || !upgrade_layout(*s, old)) ::_exit(12);
+    if (from_jails() != fresh) ::_exit(13);  // the same rules, not twice
+    if (std::system("nft list set inet stockade layout_2 >/dev/null") != 0) ::_exit(14);
+    ::_exit(0);
+  }
+  REQUIRE(pid > 0);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+}

@@ -82,9 +82,11 @@ common::Result<NftSocket> open_nft_socket();
 // socket and nothing else; if that cannot be forked, s is closed here.
 void close_detached(NftSocket&& s) noexcept;
 
-// True if stockade's inet table exists. With require_current, a table of another layout (made by
-// another version of stockade) is an error.
-common::Result<bool> base_exists(NftSocket& s, bool require_current);
+// True if stockade's inet table exists; its comment goes to *comment.
+common::Result<bool> base_exists(NftSocket& s, std::string* comment = nullptr);
+// Tables made by a stockade of the first layout (peer chains that jump to the egress map) get the
+// current from_jails chain, in one batch; comment is the table's (from base_exists).
+common::Result<void> upgrade_layout(NftSocket& s, const std::string& comment);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
 // exists already. (A racing creator's batch is refused as a whole.)
 common::Result<void> ensure_base(NftSocket& s);
