@@ -616,9 +616,16 @@ void inet_base(Batch& b) {
   // Not for jails: a jail reaches another jail only directly, when both policies allow it.
   // (Through the host's address it could not anyway: with br_netfilter on, a DNAT back into
   // the bridge is delivered at layer 2, where jail ports are isolated from each other.)
+  // By interface, not by 'meta mark @egress': a lookup in a verdict map, even one that only asks
+  // whether the key is there, makes every commit validate every jail chain from this hook too.
+  // A jail's packets come from its port (with br_netfilter, in the bridge's prerouting) or from
+  // the bridge (routed); a port that is no registered jail's was dropped in the bridge table.
   b.rule(Rule(kInet, t, "prerouting_nat")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1)
+             .ifname_prefix(NFT_META_IIFNAME, NFT_CMP_EQ, kPortPrefix)
+             .verdict(NFT_RETURN)
+             .comment("jails connect to jails directly"));
+  b.rule(Rule(kInet, t, "prerouting_nat")
+             .ifname(NFT_META_IIFNAME, "bridges")
              .verdict(NFT_RETURN)
              .comment("jails connect to jails directly"));
   for (const char* c : {"prerouting_nat", "output_nat"}) {
@@ -648,8 +655,7 @@ void inet_base(Batch& b) {
   // NAT out.
   b.chain(kInet, t, "postrouting_nat", "", NF_INET_POST_ROUTING, 100, "nat");
   b.rule(Rule(kInet, t, "postrouting_nat")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1)
+             .ifname(NFT_META_IIFNAME, "bridges")
              .ifname(NFT_META_OIFNAME, "bridges", true)
              .masquerade()
              .comment("jails out"));
