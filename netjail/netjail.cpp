@@ -254,9 +254,12 @@ Result<int> ensure_bridge_and_tables(const std::string& dir, const policy::Netwo
   if (index == 0) index = TRY(ensure_bridge(rs, {pol.bridge, net.gw4, net.gw6}));
   // A failed (refused) nftables batch costs 10-20 ms, so the bridge's element is added once,
   // remembered by the marker file, which gc removes with the bridge.
-  if (!TRY(base_exists(nft))) {
+  std::string comment;
+  if (!TRY(base_exists(nft, &comment))) {
     TRY(ensure_base(nft));
     (void)::unlink(marker.c_str());  // fresh tables: the bridge is not in them yet
+  } else {
+    TRY(upgrade_layout(nft, comment));
   }
   if (::access(marker.c_str(), F_OK) != 0) {
     TRY(add_bridge(nft, pol.bridge));
@@ -296,6 +299,8 @@ struct Jail::Impl {
     (void)del_jail(*nft, rules);                      // best effort: gc finishes the job
     (void)del_neigh(*rs, bridge_index, rules.addr4);  // likewise
     (void)del_neigh(*rs, bridge_index, rules.addr6);  // likewise
+    close_detached(std::move(*nft));                  // closing waits for the kernel to free
+    nft.reset();
   }
 };
 

@@ -2,6 +2,7 @@
 #include "netjail/detail/nft.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
@@ -19,10 +20,15 @@
 #include <linux/netfilter_bridge.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 #include <optional>
+
+#include "common/sys.hpp"
 
 namespace netjail::detail {
 namespace {
@@ -286,7 +292,7 @@ class Batch {
     nftnl_table_nlmsg_build_payload(hdr(NFT_MSG_DELTABLE, family, 0, name), t.get());
     next();
   }
-  void set(int family, const char* table, const SetDef& d) {
+  void set(int family, const char* table, const SetDef& d, std::uint16_t flags = 0) {
     SetPtr s{nftnl_set_alloc()};
     nftnl_set_set_str(s.get(), NFTNL_SET_TABLE, table);
     nftnl_set_set_str(s.get(), NFTNL_SET_NAME, d.name);
@@ -305,7 +311,7 @@ class Batch {
     nftnl_set_set_data(s.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(u.get()),
                        nftnl_udata_buf_len(u.get()));
     nftnl_set_nlmsg_build_payload(
-        hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE, fmt::format("set {}", d.name)), s.get());
+        hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE | flags, fmt::format("set {}", d.name)), s.get());
     next();
   }
   void chain(int family, const char* table, const std::string& name, const std::string& comment,
@@ -327,13 +333,15 @@ class Batch {
         hdr(NFT_MSG_NEWCHAIN, family, NLM_F_CREATE | NLM_F_EXCL, "chain " + name), c.get());
     next();
   }
-  void del_chain(int family, const char* table, const std::string& name) {
-    // Flush first: a chain that still holds rules cannot be deleted.
+  void flush_chain(int family, const char* table, const std::string& name) {
     RulePtr r{nftnl_rule_alloc()};
     nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, table);
     nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, name.c_str());
     nftnl_rule_nlmsg_build_payload(hdr(NFT_MSG_DELRULE, family, 0, "flush chain " + name), r.get());
     next();
+  }
+  void del_chain(int family, const char* table, const std::string& name) {
+    flush_chain(family, table, name);  // a chain that still holds rules cannot be deleted
     ChainPtr c{nftnl_chain_alloc()};
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table);
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
@@ -477,9 +485,69 @@ struct Key {
 
 constexpr int kInet = NFPROTO_INET, kBridge = NFPROTO_BRIDGE;
 
+// What a jail sends through the host. Its own function: tables of the first layout get these
+// rules replaced in place (upgrade_layout).
+void from_jails_rules(Batch& b) {
+  const char* t = kInetTable;
+  const std::string fj = "from_jails";
+  b.rule(
+      Rule(kInet, t, fj)
+          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
+          .accept());
+  b.rule(Rule(kInet, t, fj)
+             .ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT)
+             .counter()
+             .drop()
+             .comment("invalid"));
+  // To another jail: the receiver's policy first (its peer chain returns here if the sender is
+  // one of its peers, and drops otherwise), then the sender's own, below. The peer chains hold
+  // no jump: every commit that adds a rule re-validates every chain reachable from a base chain,
+  // and a jump to @egress in each of N peer chains made that N x N map elements per jail added.
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV4)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
+             .lookup("peer4", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("jail to jail"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV6)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
+             .lookup("peer6", kReg1, -1, true)
+             .counter()
+             .drop()
+             .comment("jail to jail"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV4)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
+             .lookup("peer4", kReg1, kVerdict)
+             .comment("to another jail: its policy first"));
+  b.rule(Rule(kInet, t, fj)
+             .ifname(NFT_META_OIFNAME, "bridges")
+             .nfproto(NFPROTO_IPV6)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
+             .lookup("peer6", kReg1, kVerdict)
+             .comment("to another jail: its policy first"));
+  b.rule(Rule(kInet, t, fj)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1, kVerdict)
+             .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+}
+
+// The layout's version is in the table's comment: tables made by a stockade whose chains fit
+// together differently are refused rather than mixed with this one's.
+constexpr const char* kInetComment =
+    "stockade: per-jail egress policy, NAT and published ports (layout 2)";
+// Tables of the first layout, upgraded in place, have this (empty) set; their comment is older.
+constexpr const char* kLayoutSet = "layout_2";
+
 void inet_base(Batch& b) {
   const char* t = kInetTable;
-  b.table(kInet, t, "stockade: per-jail egress policy, NAT and published ports", NLM_F_EXCL);
+  b.table(kInet, t, kInetComment, NLM_F_EXCL);
   b.set(kInet, t, {"bridges", kTypeIfname, IFNAMSIZ});
   b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
   b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
@@ -500,38 +568,7 @@ void inet_base(Batch& b) {
   b.rule(
       Rule(kInet, t, "forward").ifname(NFT_META_OIFNAME, "bridges").verdict(NFT_JUMP, "to_jails"));
 
-  const std::string fj = "from_jails";
-  b.rule(
-      Rule(kInet, t, fj)
-          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
-          .accept());
-  b.rule(Rule(kInet, t, fj)
-             .ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT)
-             .counter()
-             .drop()
-             .comment("invalid"));
-  b.rule(Rule(kInet, t, fj)
-             .ifname(NFT_META_OIFNAME, "bridges")
-             .nfproto(NFPROTO_IPV4)
-             .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
-             .lookup("peer4", kReg1, kVerdict)
-             .comment("to another jail: its policy first"));
-  b.rule(Rule(kInet, t, fj)
-             .ifname(NFT_META_OIFNAME, "bridges")
-             .nfproto(NFPROTO_IPV6)
-             .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
-             .lookup("peer6", kReg1, kVerdict)
-             .comment("to another jail: its policy first"));
-  b.rule(Rule(kInet, t, fj)
-             .ifname(NFT_META_OIFNAME, "bridges")
-             .counter()
-             .drop()
-             .comment("jail to jail"));
-  b.rule(Rule(kInet, t, fj)
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1, kVerdict)
-             .comment("the jail's egress policy"));
-  b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+  from_jails_rules(b);
 
   const std::string tj = "to_jails";
   b.rule(
@@ -579,9 +616,16 @@ void inet_base(Batch& b) {
   // Not for jails: a jail reaches another jail only directly, when both policies allow it.
   // (Through the host's address it could not anyway: with br_netfilter on, a DNAT back into
   // the bridge is delivered at layer 2, where jail ports are isolated from each other.)
+  // By interface, not by 'meta mark @egress': a lookup in a verdict map, even one that only asks
+  // whether the key is there, makes every commit validate every jail chain from this hook too.
+  // A jail's packets come from its port (with br_netfilter, in the bridge's prerouting) or from
+  // the bridge (routed); a port that is no registered jail's was dropped in the bridge table.
   b.rule(Rule(kInet, t, "prerouting_nat")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1)
+             .ifname_prefix(NFT_META_IIFNAME, NFT_CMP_EQ, kPortPrefix)
+             .verdict(NFT_RETURN)
+             .comment("jails connect to jails directly"));
+  b.rule(Rule(kInet, t, "prerouting_nat")
+             .ifname(NFT_META_IIFNAME, "bridges")
              .verdict(NFT_RETURN)
              .comment("jails connect to jails directly"));
   for (const char* c : {"prerouting_nat", "output_nat"}) {
@@ -611,8 +655,7 @@ void inet_base(Batch& b) {
   // NAT out.
   b.chain(kInet, t, "postrouting_nat", "", NF_INET_POST_ROUTING, 100, "nat");
   b.rule(Rule(kInet, t, "postrouting_nat")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1)
+             .ifname(NFT_META_IIFNAME, "bridges")
              .ifname(NFT_META_OIFNAME, "bridges", true)
              .masquerade()
              .comment("jails out"));
@@ -748,9 +791,8 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
     for (const auto& net : j.peers)
       b.rule(Rule(kInet, t, peer)
                  .addr_in(net, true)
-                 .meta(NFT_META_MARK, kReg1)
-                 .lookup("egress", kReg1, kVerdict)
-                 .comment("and the sender's policy"));
+                 .verdict(NFT_RETURN)
+                 .comment("a peer: the sender's policy decides"));
     b.rule(Rule(kInet, t, peer).counter().drop().comment("not a peer"));
   }
   Key mark = Key().u32(j.mark);
@@ -801,7 +843,33 @@ Result<NftSocket> open_nft_socket() {
   return s;
 }
 
-Result<bool> base_exists(NftSocket& s) {
+void close_detached(NftSocket&& s) noexcept {
+  if (!s.get()) return;
+  int fd = mnl_socket_get_fd(s.get());
+  int gate[2];  // the grandchild closes the socket once our copy is closed (EOF on the gate)
+  if (::pipe2(gate, O_CLOEXEC) != 0) return;  // s closes here, the slow way
+  pid_t child = ::fork();
+  if (child == 0) {
+    // async-signal-safe from here: the caller may have threads.
+    if (::fork() != 0) ::_exit(0);  // the grandchild is reparented and reaped by init
+    int lo = std::min(fd, gate[0]), hi = std::max(fd, gate[0]);
+    if (lo > 0) (void)sys::close_range(0, static_cast<unsigned>(lo - 1), 0);
+    if (hi > lo + 1)
+      (void)sys::close_range(static_cast<unsigned>(lo + 1), static_cast<unsigned>(hi - 1), 0);
+    (void)sys::close_range(static_cast<unsigned>(hi + 1), ~0U, 0);
+    char c;
+    while (::read(gate[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    ::close(fd);  // the wait happens here, in nobody's way
+    ::_exit(0);
+  }
+  ::close(gate[0]);
+  if (child > 0) (void)sys::waitpid(child, nullptr, 0);  // it exits at once
+  { NftSocket ours = std::move(s); }                     // not the last reference if forked
+  ::close(gate[1]);
+}
+
+Result<bool> base_exists(NftSocket& s, std::string* comment_out) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   std::uint32_t seq = s.next_seq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETTABLE, kInet, NLM_F_ACK, seq);
@@ -810,16 +878,64 @@ Result<bool> base_exists(NftSocket& s) {
   nftnl_table_nlmsg_build_payload(nlh, t.get());
   if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables");
   std::uint32_t portid = mnl_socket_get_portid(s.get());
+  std::string comment;
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
     if (n < 0) return fail(errno, "nftables");
-    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, nullptr, nullptr);
+    auto cb = [](const nlmsghdr* nlh, void* data) -> int {
+      TablePtr t{nftnl_table_alloc()};
+      if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0) return MNL_CB_OK;
+      std::uint32_t len = 0;
+      if (const void* ud = nftnl_table_get_data(t.get(), NFTNL_TABLE_USERDATA, &len)) {
+        auto attr_cb = [](const nftnl_udata* a, void* d) -> int {
+          if (nftnl_udata_type(a) == NFTNL_UDATA_TABLE_COMMENT && nftnl_udata_get(a))
+            *static_cast<std::string*>(d) = static_cast<const char*>(nftnl_udata_get(a));
+          return 0;
+        };
+        nftnl_udata_parse(ud, len, attr_cb, data);
+      }
+      return MNL_CB_OK;
+    };
+    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, cb, &comment);
     if (r < 0) {
       if (errno == ENOENT) return false;
       return fail(errno, "look for table inet {}", kInetTable);
     }
-    if (r == MNL_CB_STOP) return true;
+    if (r != MNL_CB_STOP) continue;
+    if (comment_out) *comment_out = comment;
+    return true;
   }
+}
+
+Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
+  if (comment == kInetComment) return {};
+  // Made by a stockade of the first layout, whose jails may still run: their peer chains jump to
+  // the egress map themselves, which gives the same verdict under the new from_jails.
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  std::uint32_t seq = s.next_seq();
+  nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, kInet, NLM_F_ACK, seq);
+  SetPtr q{nftnl_set_alloc()};
+  nftnl_set_set_str(q.get(), NFTNL_SET_TABLE, kInetTable);
+  nftnl_set_set_str(q.get(), NFTNL_SET_NAME, kLayoutSet);
+  nftnl_set_nlmsg_build_payload(nlh, q.get());
+  if (mnl_socket_sendto(s.get(), nlh, nlh->nlmsg_len) < 0) return fail(errno, "nftables");
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(s.get(), buf, sizeof buf);
+    if (n < 0) return fail(errno, "nftables");
+    int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, mnl_socket_get_portid(s.get()),
+                       nullptr, nullptr);
+    if (r < 0 && errno != ENOENT) return fail(errno, "look for set {}", kLayoutSet);
+    if (r == MNL_CB_STOP) return {};  // upgraded before
+    if (r < 0) break;
+  }
+  Batch b(s);
+  b.flush_chain(kInet, kInetTable, "from_jails");
+  from_jails_rules(b);
+  b.set(kInet, kInetTable, {kLayoutSet, kTypeMark, 4}, NLM_F_EXCL);
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST) return {};  // another supervisor upgraded it first
+  if (!r) return std::unexpected(common::context(r.error(), "upgrade stockade's nftables tables"));
+  return {};
 }
 
 Result<void> ensure_base(NftSocket& s) {

@@ -75,9 +75,18 @@ class NftSocket {
 };
 
 common::Result<NftSocket> open_nft_socket();
+// Closes s without waiting. Closing a netfilter socket waits until the kernel has freed what any
+// batch removed (nf_tables flushes its deferred destruction when a netlink socket is released:
+// an RCU grace period, 8-15 ms on the test VM). A removal is complete once its batch is
+// committed, so the close is left to a detached grandchild that holds the last reference to the
+// socket and nothing else; if that cannot be forked, s is closed here.
+void close_detached(NftSocket&& s) noexcept;
 
-// True if stockade's inet table exists.
-common::Result<bool> base_exists(NftSocket& s);
+// True if stockade's inet table exists; its comment goes to *comment.
+common::Result<bool> base_exists(NftSocket& s, std::string* comment = nullptr);
+// Tables made by a stockade of the first layout (peer chains that jump to the egress map) get the
+// current from_jails chain, in one batch; comment is the table's (from base_exists).
+common::Result<void> upgrade_layout(NftSocket& s, const std::string& comment);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
 // exists already. (A racing creator's batch is refused as a whole.)
 common::Result<void> ensure_base(NftSocket& s);
