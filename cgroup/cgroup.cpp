@@ -372,25 +372,28 @@ Result<void> JailCgroup::remove(void (*step)(const char*)) {
     if (i == 0 && step != nullptr) step("during-cgroup-remove");
   }
   plan_.dirs.clear();
+  remove_empty_parent_dirs(plan_.parents);
   if (first) return std::unexpected(*first);
   return {};
 }
 
-Result<JailCgroup> create(const Plan& plan, const Limits& limits, void (*step)(const char*)) {
-  if (plan.version == Version::kNone) return JailCgroup{};
+void remove_empty_parent_dirs(const std::vector<std::string>& parents) {
+  // rmdir takes only an empty cgroup: a parent another jail still uses stays (EBUSY, ENOTEMPTY).
+  for (auto& p : parents)
+    if (p.ends_with("/stockade")) (void)::rmdir(p.c_str());
+}
+
+namespace {
+
+// The shared parents (<mount>/<parent>/stockade) exist and, on v2, hand the controllers on.
+Result<void> ensure_parents(const Plan& plan) {
   for (auto& p : plan.parents) {
     if (exists(p)) continue;
     TRY_CTX(ensure_dir(p), "cgroup");
-    if (plan.version == Version::kV2) {
-      // Hand the controllers on to the jails' directories (ours: nothing else lives here).
-      std::string text;
-      for (auto& c : plan.controllers)
-        if (c != "devices") text += (text.empty() ? "+" : " +") + c;
-      if (!text.empty()) TRY_CTX(write_file(p + "/cgroup.subtree_control", text), "cgroup");
-    }
   }
   if (plan.version == Version::kV2) {
-    // An existing parent made for fewer controllers: enable the missing ones.
+    // Hand the controllers on to the jails' directories (ours: nothing else lives here), also
+    // to a parent made for fewer controllers by an earlier run.
     auto enabled =
         split_words(read_file(plan.parents[0] + "/cgroup.subtree_control").value_or(""), ' ');
     std::string text;
@@ -400,10 +403,24 @@ Result<JailCgroup> create(const Plan& plan, const Limits& limits, void (*step)(c
     if (!text.empty())
       TRY_CTX(write_file(plan.parents[0] + "/cgroup.subtree_control", text), "cgroup");
   }
+  return {};
+}
+
+}  // namespace
+
+Result<JailCgroup> create(const Plan& plan, const Limits& limits, void (*step)(const char*)) {
+  if (plan.version == Version::kNone) return JailCgroup{};
+  TRY(ensure_parents(plan));
   // The guard owns each directory as soon as it exists: an error below removes them.
   JailCgroup cg{Plan{plan.version, {}, plan.parents, plan.controllers}};
   for (auto& d : plan.dirs) {
-    if (::mkdir(d.c_str(), 0755) != 0) return fail(errno, "cgroup: create '{}'", d);
+    // The last jail of a parent removes it when it ends (remove_empty_parents): one doing so
+    // just now makes ours fail with ENOENT, and the parent is made again.
+    int tries = 0;
+    while (::mkdir(d.c_str(), 0755) != 0) {
+      if (errno != ENOENT || ++tries > 3) return fail(errno, "cgroup: create '{}'", d);
+      TRY(ensure_parents(plan));
+    }
     cg.plan_.dirs.push_back(d);
     if (cg.plan_.dirs.size() == 1 && step != nullptr) step("after-cgroup-dir");
   }

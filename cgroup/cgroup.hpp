@@ -129,6 +129,8 @@ Usage read_usage(const std::vector<std::string>& dirs);
 
 // Kills whatever is left in dir and removes it (waits up to ~2 s for the processes to go).
 common::Result<void> remove_dir(const std::string& dir);
+// Removes each shared parent (".../stockade") that no jail uses any more; others stay.
+void remove_empty_parent_dirs(const std::vector<std::string>& parents);
 
 // Every jail directory on this host under <mount>/<parent>/stockade: {path, jail id}.
 std::vector<std::pair<std::string, std::string>> list_jail_dirs(const Layout& layout,

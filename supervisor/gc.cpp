@@ -110,7 +110,11 @@ std::vector<GcObject> list_registry(const GcOptions& o) {
 }
 
 GcObject cgroup_object(const std::string& path, const std::string& id) {
-  return {"cgroup", id, path, [path]() -> Result<void> { return cgroup::remove_dir(path); }};
+  return {"cgroup", id, path, [path]() -> Result<void> {
+            TRY(cgroup::remove_dir(path));
+            cgroup::remove_empty_parent_dirs({path.substr(0, path.rfind('/'))});
+            return {};
+          }};
 }
 
 // Jail directories under <parent>/stockade in every hierarchy, plus those the registry names

@@ -341,6 +341,17 @@ TEST_CASE("a root jail gets the default pids limit and its cgroup is listed in t
   sup.signal(SIGTERM);
   CHECK(sup.wait(10) == 128 + SIGTERM);
   for (auto& d : dirs) CHECK(!std::filesystem::exists(d));
+  // The shared parent (.../stockade) goes with the last jail: if it is still there, another
+  // jail (of another test run on this host) is in it.
+  for (auto& d : dirs) {
+    auto parent = std::filesystem::path(d).parent_path();
+    INFO(parent);
+    std::error_code ec;
+    bool in_use = false;
+    for (auto& e : std::filesystem::directory_iterator(parent, ec))
+      in_use = in_use || (e.is_directory() && e.path().filename().string().size() == 12);
+    CHECK((!std::filesystem::exists(parent) || in_use));
+  }
 }
 
 TEST_CASE(
