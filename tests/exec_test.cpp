@@ -22,12 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> stockade_run(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{test::stockade_bin(), "run", "-q"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
 std::vector<std::string> stockade_exec(const std::string& id, const std::vector<std::string>& cmd) {
   std::vector<std::string> argv{test::stockade_bin(), "exec", id, "--"};
   argv.insert(argv.end(), cmd.begin(), cmd.end());
@@ -100,8 +94,8 @@ std::string socket_path(const std::string& id) {
 
 TEST_CASE("stockade exec runs a command held exactly like the jail's workload", "[root][exec]") {
   SKIP_UNLESS_ROOT();
-  test::Process sup(stockade_run({"--cap", "NET_BIND_SERVICE", "--memory-max", "64M", "--rlimit",
-                                  "nofile=77", "--", "/bin/sleep", "60"}));
+  test::Process sup(test::stockade_run_argv({"--cap", "NET_BIND_SERVICE", "--memory-max", "64M",
+                                             "--rlimit", "nofile=77", "--", "/bin/sleep", "60"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
   REQUIRE(jail);
@@ -163,9 +157,9 @@ TEST_CASE("stockade exec runs a command held exactly like the jail's workload", 
 TEST_CASE("an attack through stockade exec fails as it does from the workload",
           "[root][exec][escape]") {
   SKIP_UNLESS_ROOT();
-  test::Process sup(
-      stockade_run({"--cap", "NET_BIND_SERVICE", "--ro-bind",
-                    test::attack_bin() + ":" + test::kAttackInJail, "--", "/bin/sleep", "60"}));
+  test::Process sup(test::stockade_run_argv({"--cap", "NET_BIND_SERVICE", "--ro-bind",
+                                             test::attack_bin() + ":" + test::kAttackInJail, "--",
+                                             "/bin/sleep", "60"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
   REQUIRE(jail);
@@ -202,8 +196,8 @@ TEST_CASE("stockade exec relays exit status, stdio and signals", "[root][exec]")
   SKIP_UNLESS_ROOT();
   test::TempDir dir;
   REQUIRE(::chmod(dir.path().c_str(), 0755) == 0);  // the jail's host uid looks inside
-  test::Process sup(stockade_run({"--ro-bind", dir.path() + ":/w", "--", "/bin/sh", "-c",
-                                  "while [ ! -e /w/go ]; do sleep 0.05; done; exit 4"}));
+  test::Process sup(test::stockade_run_argv({"--ro-bind", dir.path() + ":/w", "--", "/bin/sh", "-c",
+                                             "while [ ! -e /w/go ]; do sleep 0.05; done; exit 4"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
   REQUIRE(jail);

@@ -23,12 +23,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::vector<std::string> stockade_run(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{test::stockade_bin(), "run", "-q"};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return argv;
-}
-
 std::string comm_of(pid_t pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/comm");
   std::string s;
@@ -79,8 +73,9 @@ void check_nothing_left(const test::JailEntry& jail, int stockade_mounts_before,
 struct WaitingJail {
   explicit WaitingJail(const test::TempDir& dir)
       : go(dir.path() + "/go"),
-        supervisor(stockade_run({"--ro-bind", dir.path() + ":/w", "--", "/bin/sh", "-c",
-                                 "while [ ! -e /w/go ]; do sleep 0.05; done; exit 3"})) {}
+        supervisor(test::stockade_run_argv({"--ro-bind", dir.path() + ":/w", "--", "/bin/sh", "-c",
+                                            "while [ ! -e /w/go ]; do sleep 0.05; done; exit 3"})) {
+  }
   std::string go;
   test::Process supervisor;
 };
@@ -92,8 +87,8 @@ void open_up(const test::TempDir& dir) { REQUIRE(::chmod(dir.path().c_str(), 075
 
 TEST_CASE("two concurrent jails run as different host uids", "[root][lifecycle]") {
   SKIP_UNLESS_ROOT();
-  test::Process a(stockade_run({"--", "/bin/sleep", "30"}));
-  test::Process b(stockade_run({"--", "/bin/sleep", "30"}));
+  test::Process a(test::stockade_run_argv({"--", "/bin/sleep", "30"}));
+  test::Process b(test::stockade_run_argv({"--", "/bin/sleep", "30"}));
   auto ja = test::wait_for_jail(a);
   auto jb = test::wait_for_jail(b);
   INFO(a.err() << b.err());
@@ -128,7 +123,7 @@ TEST_CASE("the time limit kills a jail whose workload forks and ignores SIGTERM"
           "[root][lifecycle]") {
   SKIP_UNLESS_ROOT();
   auto start = Clock::now();
-  test::Process sup(stockade_run(
+  test::Process sup(test::stockade_run_argv(
       {"--time-limit", "1", "--", "/bin/sh", "-c", "trap '' TERM; sleep 60 & sleep 60"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
@@ -205,7 +200,7 @@ TEST_CASE("a jail whose supervisor is SIGTERMed ends and leaves nothing behind",
 TEST_CASE("when the supervisor is SIGKILLed every jailed process dies and the lease is free",
           "[root][lifecycle]") {
   SKIP_UNLESS_ROOT();
-  test::Process sup(stockade_run({"--", "/bin/sh", "-c", "sleep 30 & sleep 30"}));
+  test::Process sup(test::stockade_run_argv({"--", "/bin/sh", "-c", "sleep 30 & sleep 30"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
   REQUIRE(jail);
@@ -258,7 +253,7 @@ TEST_CASE("when the supervisor is SIGKILLed every jailed process dies and the le
 TEST_CASE("stockade ps and inspect show a running jail and forget it once it has ended",
           "[root][lifecycle]") {
   SKIP_UNLESS_ROOT();
-  test::Process sup(stockade_run({"--hostname", "psjail", "--", "/bin/sleep", "30"}));
+  test::Process sup(test::stockade_run_argv({"--hostname", "psjail", "--", "/bin/sleep", "30"}));
   auto jail = test::wait_for_jail(sup);
   INFO(sup.err());
   REQUIRE(jail);

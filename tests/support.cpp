@@ -481,4 +481,10 @@ bool socket_listening(const std::string& path) {
   return ok;
 }
 
+std::vector<std::string> stockade_run_argv(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{stockade_bin(), "run", "-q"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return argv;
+}
+
 }  // namespace test

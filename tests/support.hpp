@@ -63,6 +63,8 @@ std::vector<std::string> attack_argv(const std::vector<std::string>& options,
 inline const char* kAttackInJail = "/attack";
 
 std::string stockade_bin();
+// The argv of `stockade run -q ARGS...` (for a Process).
+std::vector<std::string> stockade_run_argv(const std::vector<std::string>& args);
 std::string attack_bin();
 
 // A process started in the background (fork/exec), its stdout and stderr kept in memory files.
