@@ -478,19 +478,8 @@ void serve_exec(ChildPlan& plan) {
   ssize_t n = ::recvmsg(plan.sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n <= 0) return;  // the supervisor gone: the parent-death signal ends us
   int fds[3] = {-1, -1, -1};
-  int nfds = 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      if (nfds < 3)
-        fds[nfds++] = fd;
-      else
-        ::close(fd);
-    }
-  }
+  int all_fds = take_fds(msg, fds, 3);
+  int nfds = all_fds < 3 ? all_fds : 3;
   ExecMessage m;
   if (static_cast<size_t>(n) >= sizeof m) std::memcpy(&m, g_exec_buf, sizeof m);
   bool ok = static_cast<size_t>(n) >= sizeof m && m.magic == kExecMagic && m.slot >= 0 &&
@@ -514,7 +503,7 @@ void serve_exec(ChildPlan& plan) {
       off = static_cast<size_t>(static_cast<const char*>(nul) - g_exec_buf) + 1;
     }
     g_exec_argv[argc] = nullptr;
-    if (nfds != 3 || argc == 0 || argc != m.argc || off != static_cast<size_t>(n) ||
+    if (all_fds != 3 || argc == 0 || argc != m.argc || off != static_cast<size_t>(n) ||
         g_exec_pid[m.slot] != 0) {
       r.err = EINVAL;
       send_report(plan, r);

@@ -61,15 +61,10 @@ ssize_t recv_with_fds(int sock, void* data, size_t len, std::vector<UniqueFd>& f
   ssize_t n = ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
   if (n < 0) return n;
   truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
-  for (struct cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < count; ++i) {
-      int fd;
-      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-      fds.emplace_back(fd);
-    }
-  }
+  int raw[8];
+  int total = take_fds(msg, raw, 8);
+  for (int i = 0; i < total && i < 8; ++i) fds.emplace_back(raw[i]);
+  if (total > 8) truncated = true;  // more than any request carries
   return n;
 }
 

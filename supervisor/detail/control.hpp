@@ -14,7 +14,11 @@
 // Every struct here is plain data, read and written whole (SOCK_SEQPACKET keeps boundaries).
 #pragma once
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 namespace supervisor::detail {
@@ -47,6 +51,25 @@ struct ExecReply {
   std::int32_t err = 0;
   std::int32_t seccomp_failed = 0;  // kNotRun: the filter could not be loaded (not an exec error)
 };
+
+// async-signal-safe (pid 1 uses it). The fds a received message carries: the first max land in
+// out, the others are closed. Returns how many there were in all.
+inline int take_fds(msghdr& msg, int* out, int max) {
+  int total = 0;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < count; ++i, ++total) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+      if (total < max)
+        out[total] = fd;
+      else
+        ::close(fd);
+    }
+  }
+  return total;
+}
 
 // The control socket's path for jail id in registry dir.
 inline std::string control_socket_path(const std::string& registry_dir, const std::string& id) {
