@@ -357,6 +357,18 @@ Result<void> JailCgroup::attach(pid_t pid) const {
   return {};
 }
 
+Result<std::vector<UniqueFd>> JailCgroup::join_fds() const {
+  std::vector<UniqueFd> fds;
+  if (plan_.version != Version::kV1) return fds;
+  for (auto& d : plan_.dirs) {
+    std::string path = d + "/tasks";
+    UniqueFd fd{sys::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
+    if (!fd) return fail(errno, "cgroup: open '{}'", path);
+    fds.push_back(std::move(fd));
+  }
+  return fds;
+}
+
 std::uint64_t JailCgroup::oom_kills() const {
   std::string d = dir_for(plan_, "memory");
   if (d.empty()) return 0;

@@ -335,6 +335,29 @@ void bring_up_loopback(const ChildPlan& plan) {
   ::close(s);
 }
 
+// async-signal-safe. Waits for 'C' (the jail's cgroup is ready) and writes "0" to each `tasks`
+// fd it carries (v1; none on v2), which moves this single-threaded process into that hierarchy.
+void join_cgroup(const ChildPlan& plan) {
+  char c = 0;
+  struct iovec iov = {&c, 1};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxCgroupJoinFds * sizeof(int))];
+  struct msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = sizeof cbuf;
+  if (::recvmsg(plan.sock, &msg, MSG_CMSG_CLOEXEC) != 1 || c != 'C') ::_exit(125);
+  int fds[kMaxCgroupJoinFds];
+  int n = take_fds(msg, fds, kMaxCgroupJoinFds);
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || n > kMaxCgroupJoinFds)
+    report_failure(plan, Step::kCgroupJoin, -1, EMSGSIZE);
+  for (int i = 0; i < n; ++i) {
+    check(plan, sys::write(fds[i], "0", 1) == 1, Step::kCgroupJoin, -1);
+    ::close(fds[i]);
+  }
+}
+
 // async-signal-safe. All five capability sets cut to the allowlist; the ambient set carries
 // the allowed ones across execve (SECBIT_NOROOT means uid 0 alone grants nothing).
 void drop_capabilities(const ChildPlan& plan) {
@@ -636,10 +659,11 @@ void child_main(ChildPlan& plan) {
           Step::kRlimit, static_cast<int>(i));
   }
   check(plan, ::chdir(plan.cwd.c_str()) == 0, Step::kChdir);
-  // The supervisor has moved us into the jail's cgroup (on v1 that takes a while, so it happens
-  // while we build the root above; nothing of the jail's has run yet).
-  char c;
-  if (sys::read(plan.sock, &c, 1) != 1 || c != 'C') ::_exit(125);
+  // The jail's cgroup exists (on v2 we were born in it). On v1, 'C' carries one fd per
+  // hierarchy, open on its `tasks` file, and we move ourselves in: a process that moves itself
+  // spares the kernel's threadgroup write lock and its RCU grace period (see join_fds). Nothing
+  // of the jail's has run yet, and we are its only process.
+  join_cgroup(plan);
   // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
   // which we still hold (the uid change kept it, see the securebits above).
   if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
@@ -721,6 +745,8 @@ const char* step_name(Step s) {
       return "enter a cgroup namespace rooted at the jail's cgroup";
     case Step::kLoginuid:
       return "set the jail's audit id (loginuid)";
+    case Step::kCgroupJoin:
+      return "join the jail's cgroup";
   }
   return "setup";
 }

@@ -177,6 +177,31 @@ class LoginuidLoan {
 
 bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
 
+// One byte with fds attached (SCM_RIGHTS); a plain byte when there are none.
+bool send_byte_with_fds(int sock, char c, const std::vector<UniqueFd>& fds) {
+  if (fds.empty()) return send_byte(sock, c);
+  if (fds.size() > static_cast<size_t>(detail::kMaxCgroupJoinFds)) {
+    errno = E2BIG;
+    return false;
+  }
+  struct iovec iov = {&c, 1};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(detail::kMaxCgroupJoinFds * sizeof(int))] = {};
+  struct msghdr msg {};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = cbuf;
+  msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
+  for (size_t i = 0; i < fds.size(); ++i) {
+    int fd = fds[i].get();
+    std::memcpy(CMSG_DATA(cm) + i * sizeof(int), &fd, sizeof fd);
+  }
+  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
+}
+
 std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r) {
   auto step = static_cast<detail::Step>(r.step);
   std::string what = detail::step_name(step);
@@ -459,8 +484,8 @@ Result<Outcome> run(const policy::JailSpec& spec) {
 
   // Limits are in force before the jail runs anything of its own. On v2 the cgroup is made
   // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made after
-  // clone, while the child opens its bind sources on the other CPU, and the child is moved in
-  // before 'G'. Declared before the child, so it is removed after the child is gone.
+  // clone, while the child builds its root on the other CPU, and the child moves itself in on
+  // 'C'. Declared before the child, so it is removed after the child is gone.
   auto cg_request = TRY(plan_cgroup(spec, id, rootless));
   std::optional<cgroup::JailCgroup> cg;
   if (cg_request && cg_request->plan.version == cgroup::Version::kV2) {
@@ -519,15 +544,15 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   child_sock.reset();
   crash_point("after-clone");
 
-  // v1: the cgroup is made and the child moved into it on a thread of its own, while the child
-  // builds its root. Moving a task between v1 cgroups waits for an RCU grace period (the kernel
-  // write-locks cgroup_threadgroup_rwsem), 4-10 ms on the test VM, which would otherwise stand
-  // alone on the launch's path. The child needs no cgroup to build its root (stockade's own
-  // code, one process); it waits for 'C', sent once it is inside, before it makes its cgroup
-  // namespace, drops its capabilities and, later, starts anything of the jail's.
+  // v1: the cgroup is made on a thread of its own while the child builds its root (mkdir and the
+  // limits, 0.1-0.5 ms). The thread also opens each hierarchy's `tasks` file; they go to the
+  // child with 'C' and the child moves itself in (join_fds: a move by pid would wait for an RCU
+  // grace period, 5-15 ms on the test VM). The child needs no cgroup to build its root
+  // (stockade's own code, one process); it joins before it makes its cgroup namespace, drops
+  // its capabilities and, later, starts anything of the jail's.
   std::optional<std::thread> cg_thread;
   std::optional<Result<cgroup::JailCgroup>> cg_made;
-  Result<void> cg_moved;
+  Result<std::vector<UniqueFd>> cg_join = std::vector<UniqueFd>{};
   // Joined on every path out of run(), and what it made handed to cg, which outlives the child
   // (a cgroup can only go once the jail's processes are gone).
   struct Joiner {
@@ -542,9 +567,9 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   } joiner{cg_thread, cg_made, cg};
   if (cg_request && !cg) {
     try {
-      cg_thread.emplace([&, pid]() noexcept {
+      cg_thread.emplace([&]() noexcept {
         cg_made.emplace(cgroup::create(cg_request->plan, cg_request->limits, crash_point));
-        if (*cg_made) cg_moved = cg_made->value().attach(pid);
+        if (*cg_made) cg_join = cg_made->value().join_fds();
       });
     } catch (const std::system_error& e) {
       return fail(e.code().value(), "start the cgroup thread");
@@ -567,11 +592,13 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     joiner.join();
     if (!*cg_made) return std::unexpected(cg_made->error());
     crash_point("after-cgroup-create");
-    TRY(std::move(cg_moved));
-    crash_point("after-cgroup-attach");
+    if (!cg_join) return std::unexpected(cg_join.error());
   }
-  // In its cgroup (or without one): the child may make its cgroup namespace and go on.
-  if (!send_byte(sock.get(), 'C')) return fail(errno, "release the child");
+  // The cgroup is ready: the child joins it (v1: through these fds), makes its cgroup namespace
+  // and goes on.
+  if (!send_byte_with_fds(sock.get(), 'C', *cg_join)) return fail(errno, "release the child");
+  cg_join->clear();
+  crash_point("after-cgroup-attach");
 
   // `stockade exec` can reach the jail from the moment its registry entry exists.
   std::optional<detail::ExecRelay> relay;

@@ -27,6 +27,8 @@ inline constexpr std::uint32_t kExecMagic = 0x73746b65;  // "stke"
 inline constexpr int kMaxExecSessions = 16;
 inline constexpr std::size_t kMaxExecMessage = 64 * 1024;  // header + argv strings
 inline constexpr std::uint32_t kMaxExecArgs = 1024;
+// 'C' (supervisor -> child at start): at most this many cgroup v1 `tasks` fds ride along.
+inline constexpr int kMaxCgroupJoinFds = 16;
 
 // client -> supervisor, and supervisor -> pid 1 (with slot filled in).
 struct ExecMessage {

@@ -50,6 +50,7 @@ enum class Step : std::int32_t {
   kSpawn,
   kCgroupNs,
   kLoginuid,
+  kCgroupJoin,
 };
 const char* step_name(Step s);
 
