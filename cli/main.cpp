@@ -489,7 +489,14 @@ int main(int argc, char** argv) {
       app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
   add_run_options(run, run_flags, mount_options, quiet);
   cli::NsjailFlags nsjail;
-  cli::add_nsjail_flags(run, nsjail);
+  // Everything after the first "--" is the workload's command line, never our options.
+  int n = argc;
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view(argv[i]) == "--") {
+      n = i;
+      break;
+    }
+  if (cli::wants_nsjail_flags(n, argv)) cli::add_nsjail_flags(run, nsjail);
   std::string policy_file;
   run->add_option("--policy", policy_file,
                   "policy file (TOML, see docs/policy.md); flags override it")
@@ -613,15 +620,8 @@ int main(int argc, char** argv) {
                      "only this priority and worse (Critical, Error, Warning, Notice, ...)");
   alerts->add_flag("--json", review_opts.json, "print the matching alert lines unchanged");
 
-  // Everything after the first "--" is the workload's command line, never our options.
   std::vector<std::string> command;
-  int n = argc;
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--") {
-      command.assign(argv + i + 1, argv + argc);
-      n = i;
-      break;
-    }
+  if (n < argc) command.assign(argv + n + 1, argv + argc);
   try {
     app.parse(n, argv);
   } catch (const CLI::ParseError& e) {

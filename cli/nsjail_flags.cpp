@@ -17,6 +17,21 @@ void refuse(CLI::App* run, NsjailFlags& n, const std::string& flag, const std::s
 
 }  // namespace
 
+bool wants_nsjail_flags(int argc, const char* const* argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view t = argv[i];
+    if (!t.starts_with("-") || t.size() < 2) continue;
+    t = t.substr(0, t.find('='));
+    if (t == "-h" || t == "--help" || t == "--mode" || t == "--rw" || t == "--daemon") return true;
+    if (t.starts_with("--")) {
+      if (t.find('_') != std::string_view::npos) return true;
+    } else if (t.find_first_of("MugPNed") != std::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void add_nsjail_flags(CLI::App* run, NsjailFlags& n) {
   const std::string group = "nsjail-compatible flags";
   run->add_option_function<std::string>(

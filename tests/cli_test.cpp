@@ -3,7 +3,47 @@
 
 #include <catch2/catch.hpp>
 
+#include "cli/nsjail_flags.hpp"
 #include "tests/support.hpp"
+
+// main registers nsjail's flags only when the command line may use one (they cost a launch
+// ~0.25 ms): every one of them, in every spelling, must be noticed, or it would be refused as
+// unknown.
+TEST_CASE("every nsjail flag is noticed on the command line; stockade's own are not", "[cli]") {
+  CLI::App app;
+  auto* run = app.add_subcommand("run");
+  cli::NsjailFlags n;
+  cli::add_nsjail_flags(run, n);
+  auto wants = [](std::vector<std::string> words) {
+    words.insert(words.begin(), {"stockade", "run"});
+    std::vector<const char*> argv;
+    for (auto& w : words) argv.push_back(w.c_str());
+    return cli::wants_nsjail_flags(static_cast<int>(argv.size()), argv.data());
+  };
+  int names = 0;
+  for (const CLI::Option* o : run->get_options()) {
+    if (o->get_group().find("nsjail") == std::string::npos) continue;
+    for (auto& l : o->get_lnames()) {
+      INFO("--" << l);
+      CHECK(wants({"--" + l}));
+      CHECK(wants({"-q", "--" + l + "=1"}));
+      ++names;
+    }
+    for (auto& s : o->get_snames()) {
+      INFO("-" << s);
+      CHECK(wants({"-" + s}));
+      CHECK(wants({"-q" + s}));  // combined short flags
+      ++names;
+    }
+  }
+  CHECK(names >= 30);
+  CHECK(wants({"--help"}));
+  CHECK(wants({"-h"}));
+  // A native command line builds none of them.
+  CHECK_FALSE(wants({"-q", "--net", "none", "-B", "/a:/b", "-R", "/c", "-T", "/tmp", "-E", "A=1",
+                     "-H", "h", "-t", "5", "-D", "/", "--cap", "NET_BIND_SERVICE", "--rlimit",
+                     "nofile=64", "--memory-max", "64M", "/bin/true"}));
+}
 
 TEST_CASE("nsjail flags that would weaken a jail are refused with the reason, before any setup",
           "[cli]") {
