@@ -21,6 +21,13 @@ int pidfd_send_signal(int pidfd, int sig);
 int pidfd_open(pid_t pid);
 int close_range(unsigned first, unsigned last, unsigned flags);
 int pivot_root(const char* new_root, const char* put_old);
+// The ids of the calling thread, by the raw syscalls. glibc's wrappers signal every thread it
+// knows of to change with it; in a child cloned (clone3) from a threaded process those threads
+// do not exist and the wrapper waits for them forever. The child is single-threaded: changing
+// the calling thread changes it all.
+int setgroups_empty();
+int setresgid(gid_t r, gid_t e, gid_t s);
+int setresuid(uid_t r, uid_t e, uid_t s);
 int open_tree(int dirfd, const char* path, unsigned flags);
 int move_mount(int from_dirfd, const char* from_path, int to_dirfd, const char* to_path,
                unsigned flags);

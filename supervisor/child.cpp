@@ -643,13 +643,24 @@ void child_main(ChildPlan& plan) {
                         SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) == 0,
         Step::kSecurebits);
   // The supervisor's supplementary groups (root's among them) must not follow us in.
-  if (!plan.rootless) check(plan, ::setgroups(0, nullptr) == 0, Step::kSetgroups);
-  check(plan, ::setresgid(plan.gid, plan.gid, plan.gid) == 0, Step::kSetgid);
-  check(plan, ::setresuid(plan.uid, plan.uid, plan.uid) == 0, Step::kSetuid);
+  // Raw syscalls: we are cloned from a threaded supervisor (see sys::setresuid).
+  if (!plan.rootless) check(plan, sys::setgroups_empty() == 0, Step::kSetgroups);
+  check(plan, sys::setresgid(plan.gid, plan.gid, plan.gid) == 0, Step::kSetgid);
+  check(plan, sys::setresuid(plan.uid, plan.uid, plan.uid) == 0, Step::kSetuid);
   // The kernel clears the parent-death signal on any id change: arm it again. A supervisor that
   // died in between is noticed at the read of 'X' below (end of file).
   (void)::prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
 
+  // The jail's cgroup exists (on v2 we were born in it). On v1, 'C' carries one fd per
+  // hierarchy, open on its `tasks` file, and we move ourselves in: a process that moves itself
+  // spares the kernel's threadgroup write lock and its RCU grace period (see join_fds). Nothing
+  // of the jail's has run yet, and we are its only process. Done before the root is built, so
+  // that work is charged to the jail, and the supervisor, which needs our cgroup namespace for
+  // the registry entry, writes the entry while we build.
+  join_cgroup(plan);
+  // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
+  // which we still hold (the uid change kept it, see the securebits above).
+  if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
   build_root(plan);
   check(plan, ::sethostname(plan.hostname.data(), plan.hostname.size()) == 0, Step::kHostname);
   if (plan.loopback_up) bring_up_loopback(plan);
@@ -659,14 +670,6 @@ void child_main(ChildPlan& plan) {
           Step::kRlimit, static_cast<int>(i));
   }
   check(plan, ::chdir(plan.cwd.c_str()) == 0, Step::kChdir);
-  // The jail's cgroup exists (on v2 we were born in it). On v1, 'C' carries one fd per
-  // hierarchy, open on its `tasks` file, and we move ourselves in: a process that moves itself
-  // spares the kernel's threadgroup write lock and its RCU grace period (see join_fds). Nothing
-  // of the jail's has run yet, and we are its only process.
-  join_cgroup(plan);
-  // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
-  // which we still hold (the uid change kept it, see the securebits above).
-  if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
   drop_capabilities(plan);
   check(plan, ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0, Step::kNoNewPrivs);
 

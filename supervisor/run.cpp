@@ -524,32 +524,13 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     }
   }
 
-  int pidfd = -1;
-  struct clone_args args {};
-  // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
-  // cgroup; one made here would be rooted at the supervisor's.
-  args.flags =
-      (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
-  if (cg && cg->clone_fd() >= 0) {
-    args.flags |= CLONE_INTO_CGROUP;
-    args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());
-  }
-  args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
-  args.exit_signal = SIGCHLD;
-  pid_t pid = sys::clone3(&args);
-  if (pid == 0) detail::child_main(*plan);
-  if (loan) loan->give_back();
-  if (pid < 0) return fail(errno, "clone into new namespaces");
-  ChildGuard child(pid, pidfd);
-  child_sock.reset();
-  crash_point("after-clone");
-
-  // v1: the cgroup is made on a thread of its own while the child builds its root (mkdir and the
-  // limits, 0.1-0.5 ms). The thread also opens each hierarchy's `tasks` file; they go to the
-  // child with 'C' and the child moves itself in (join_fds: a move by pid would wait for an RCU
-  // grace period, 5-15 ms on the test VM). The child needs no cgroup to build its root
-  // (stockade's own code, one process); it joins before it makes its cgroup namespace, drops
-  // its capabilities and, later, starts anything of the jail's.
+  // v1: the cgroup is made on a thread of its own while this one clones the child (mkdir and the
+  // limits, 0.1-0.5 ms, beside clone's 1 ms). The thread also opens each hierarchy's `tasks`
+  // file; they go to the child with 'C' and the child moves itself in (join_fds: a move by pid
+  // would wait for an RCU grace period, 5-15 ms on the test VM). The child joins before it
+  // builds its root, makes its cgroup namespace or starts anything of the jail's. (The child
+  // is a copy of this process taken while the thread may hold locks, malloc's among them: it
+  // runs async-signal-safe code only, as it must anyway.)
   std::optional<std::thread> cg_thread;
   std::optional<Result<cgroup::JailCgroup>> cg_made;
   Result<std::vector<UniqueFd>> cg_join = std::vector<UniqueFd>{};
@@ -575,19 +556,30 @@ Result<Outcome> run(const policy::JailSpec& spec) {
       return fail(e.code().value(), "start the cgroup thread");
     }
   }
+  int pidfd = -1;
+  struct clone_args args {};
+  // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
+  // cgroup; one made here would be rooted at the supervisor's.
+  args.flags =
+      (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
+  if (cg && cg->clone_fd() >= 0) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());
+  }
+  args.pidfd = reinterpret_cast<std::uint64_t>(&pidfd);
+  args.exit_signal = SIGCHLD;
+  pid_t pid = sys::clone3(&args);
+  if (pid == 0) detail::child_main(*plan);
+  if (loan) loan->give_back();
+  if (pid < 0) return fail(errno, "clone into new namespaces");
+  ChildGuard child(pid, pidfd);
+  child_sock.reset();
+  crash_point("after-clone");
+
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   crash_point("after-id-maps");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
   crash_point("after-go");
-  // The network is built while the child builds its root; the workload waits for 'X'.
-  if (net) {
-    std::string ns = fmt::format("/proc/{}/ns/net", pid);
-    // pid is our unreaped child, so it names the jail's netns, not a recycled process.
-    UniqueFd netns{sys::open(ns.c_str(), O_RDONLY | O_CLOEXEC)};
-    if (!netns) return fail(errno, "network: open '{}'", ns);
-    TRY_CTX(net->attach(netns.get()), "network");
-    crash_point("after-network-attach");
-  }
   if (cg_thread) {
     joiner.join();
     if (!*cg_made) return std::unexpected(cg_made->error());
@@ -599,6 +591,16 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   if (!send_byte_with_fds(sock.get(), 'C', *cg_join)) return fail(errno, "release the child");
   cg_join->clear();
   crash_point("after-cgroup-attach");
+
+  // The network is built while the child builds its root; the workload waits for 'X'.
+  if (net) {
+    std::string ns = fmt::format("/proc/{}/ns/net", pid);
+    // pid is our unreaped child, so it names the jail's netns, not a recycled process.
+    UniqueFd netns{sys::open(ns.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (!netns) return fail(errno, "network: open '{}'", ns);
+    TRY_CTX(net->attach(netns.get()), "network");
+    crash_point("after-network-attach");
+  }
 
   // `stockade exec` can reach the jail from the moment its registry entry exists.
   std::optional<detail::ExecRelay> relay;
