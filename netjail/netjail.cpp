@@ -397,6 +397,9 @@ Result<void> Jail::attach(int netns_fd) {
   TRY_CTX(add_jail(*d.nft, j), "nftables rules of jail {}", j.id);
   TRY_CTX(add_neigh(*d.rs, d.bridge_index, j.addr4, j.mac), "neighbour {}", j.addr4.str());
   TRY_CTX(add_neigh(*d.rs, d.bridge_index, j.addr6, j.mac), "neighbour {}", j.addr6.str());
+  // No link-local address and routes of its own for the port: the host's IPv6 table would
+  // otherwise grow by three routes a jail, and each jail's teardown walks all of it.
+  TRY_CTX(disable_ipv6(j.port), "bridge port '{}'", j.port);
   TRY_CTX(attach_port(*d.rs, port, d.bridge_index), "bridge port '{}'", j.port);
   // Learning is off on jail ports: without a static entry the host's frames to this jail
   // would be flooded to every port.
