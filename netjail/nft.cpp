@@ -506,11 +506,15 @@ void from_jails_rules(Batch& b) {
   // one of its peers, and drops otherwise), then the sender's own, below. The peer chains hold
   // no jump: every commit that adds a rule re-validates every chain reachable from a base chain,
   // and a jump to @egress in each of N peer chains made that N x N map elements per jail added.
+  // A jail whose peers are all single hosts has no peer chain: receiver . sender pairs in
+  // peer_hosts4/6 (a hash set: adding and removing cost the same at any size).
   b.rule(Rule(kInet, t, fj)
              .ifname(NFT_META_OIFNAME, "bridges")
              .nfproto(NFPROTO_IPV4)
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
              .lookup("peer4", kReg1, -1, true)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, kReg32_01)
+             .lookup("peer_hosts4", kReg1, -1, true)
              .counter()
              .drop()
              .comment("jail to jail"));
@@ -519,6 +523,8 @@ void from_jails_rules(Batch& b) {
              .nfproto(NFPROTO_IPV6)
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
              .lookup("peer6", kReg1, -1, true)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kReg2)
+             .lookup("peer_hosts6", kReg1, -1, true)
              .counter()
              .drop()
              .comment("jail to jail"));
@@ -548,9 +554,12 @@ constexpr const char* kInetComment =
 // Tables of an older layout, upgraded in place, have this (empty) set; their comment is older.
 constexpr const char* kLayoutSet = "layout_3";
 
-// What layout 3 added to the inet table: the DNS ports a jail chain drops in one rule.
+// What layout 3 added to the inet table: the DNS ports a jail chain drops in one rule, and the
+// peers of jails whose peers are single hosts (receiver address . sender address).
 void layout3_sets(Batch& b) {
   const char* t = kInetTable;
+  b.set(kInet, t, {"peer_hosts4", concat(kTypeIpv4, kTypeIpv4), 8, 0, 0, kNetOrder});
+  b.set(kInet, t, {"peer_hosts6", concat(kTypeIpv6, kTypeIpv6), 32, 0, 0, kNetOrder});
   b.set(kInet, t, {"dns_ports", concat(kTypeProto, kTypeService), 8, 0, 0, kNetOrder});
   for (int proto : {IPPROTO_UDP, IPPROTO_TCP})
     for (std::uint16_t port : {53, 853}) {
@@ -803,7 +812,13 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
                  .log_audit()
                  .comment("log denied (rate-limited)"));
     b.rule(Rule(kInet, t, egress).counter().drop().comment("denied"));
-
+  }
+  // Peers that are all single hosts need no chain (each chain is validated again on every
+  // commit): pairs in a hash set. A lease of an older stockade does not say: it has a chain.
+  bool host_peers = j.peers_known && std::all_of(j.peers.begin(), j.peers.end(), [](const Addr& a) {
+                      return a.prefix == a.max_prefix();
+                    });
+  if (add && !host_peers) {
     b.chain(kInet, t, peer, "stockade jail " + j.id + ": which jails may connect to it");
     for (const auto& net : j.peers)
       b.rule(Rule(kInet, t, peer)
@@ -814,9 +829,21 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
   }
   Key mark = Key().u32(j.mark);
   b.element(add, kInet, t, "egress", mark.b, mark.len, nullptr, 0, egress, tag);
-  Key a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
-  b.element(add, kInet, t, "peer4", a4.b, a4.len, nullptr, 0, peer, tag);
-  b.element(add, kInet, t, "peer6", a6.b, a6.len, nullptr, 0, peer, tag);
+  if (host_peers) {
+    for (std::size_t i = 0; i < j.peers.size(); ++i) {
+      const Addr& p = j.peers[i];
+      if (std::find(j.peers.begin(), j.peers.begin() + static_cast<long>(i), p) !=
+          j.peers.begin() + static_cast<long>(i))
+        continue;  // the same host twice: one element
+      Key k = Key().addr(p.family == AF_INET ? j.addr4 : j.addr6).addr(p);
+      b.element(add, kInet, t, p.family == AF_INET ? "peer_hosts4" : "peer_hosts6", k.b, k.len,
+                nullptr, 0, {}, tag);
+    }
+  } else {
+    Key a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
+    b.element(add, kInet, t, "peer4", a4.b, a4.len, nullptr, 0, peer, tag);
+    b.element(add, kInet, t, "peer6", a6.b, a6.len, nullptr, 0, peer, tag);
+  }
   for (const auto& p : j.publish) {
     Key k = Key().proto(p.proto).port(p.host_port);
     Key d4 = Key().addr(j.addr4).port(p.jail_port), d6 = Key().addr(j.addr6).port(p.jail_port);
@@ -837,7 +864,7 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
   }
   if (!add) {
     b.del_chain(kInet, t, egress);
-    b.del_chain(kInet, t, peer);
+    if (!host_peers) b.del_chain(kInet, t, peer);
   }
 }
 

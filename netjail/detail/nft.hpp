@@ -54,6 +54,8 @@ struct JailRules {
   std::vector<Addr> peers;
   std::vector<Publish> publish;
   bool log_denied = true;
+  // False for a lease written before the peers were recorded in it: that jail has a peer chain.
+  bool peers_known = true;
 };
 
 // A connected NETLINK_NETFILTER socket.
