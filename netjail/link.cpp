@@ -481,6 +481,12 @@ Result<int> add_veth(RouteSocket& sk, const std::string& host_name, const std::s
   return *index;
 }
 
+Result<void> disable_ipv6(const std::string& name) {
+  TRY_CTX(check_ifname(name), "disable IPv6");
+  // may_be_absent: a kernel without IPv6 has nothing to disable.
+  return write_sysctl(fmt::format("/proc/sys/net/ipv6/conf/{}/disable_ipv6", name), "1", true);
+}
+
 Result<void> attach_port(RouteSocket& sk, int host_ifindex, int bridge_ifindex) {
   LinkPtr enslave{rtnl_link_alloc()};
   if (!enslave) return fail(ENOMEM, "attach port (ifindex {})", host_ifindex);

@@ -166,6 +166,8 @@ Result<std::vector<Addr>> resolve(const std::string& name) {
 std::string lease_text(const JailRules& j, const std::string& bridge) {
   nlohmann::json pub = nlohmann::json::array();
   for (const auto& p : j.publish) pub.push_back({p.proto, p.host_port, p.jail_port});
+  nlohmann::json peers = nlohmann::json::array();  // they decide which objects the jail has
+  for (const auto& n : j.peers) peers.push_back(n.cidr());
   nlohmann::json doc = {{"id", j.id},
                         {"bridge", bridge},
                         {"port", j.port},
@@ -175,6 +177,7 @@ std::string lease_text(const JailRules& j, const std::string& bridge) {
                         {"ipv6", j.addr6.str()},
                         {"ll6", j.ll6.str()},
                         {"publish", pub},
+                        {"peers", peers},
                         {"supervisor", ::getpid()}};
   return doc.dump() + "\n";
 }
@@ -203,6 +206,13 @@ std::optional<std::pair<JailRules, std::string>> parse_lease(const std::string& 
     for (const auto& p : doc.at("publish"))
       j.publish.push_back(
           {p.at(0).get<int>(), p.at(1).get<std::uint16_t>(), p.at(2).get<std::uint16_t>()});
+    j.peers_known = doc.contains("peers");  // not in the leases of an older stockade
+    if (j.peers_known)
+      for (const auto& p : doc.at("peers")) {
+        auto net = parse_addr(p.get<std::string>());
+        if (!net) return std::nullopt;
+        j.peers.push_back(*net);
+      }
     return std::pair{j, doc.at("bridge").get<std::string>()};
   } catch (const nlohmann::json::exception&) {
     return std::nullopt;
@@ -397,6 +407,9 @@ Result<void> Jail::attach(int netns_fd) {
   TRY_CTX(add_jail(*d.nft, j), "nftables rules of jail {}", j.id);
   TRY_CTX(add_neigh(*d.rs, d.bridge_index, j.addr4, j.mac), "neighbour {}", j.addr4.str());
   TRY_CTX(add_neigh(*d.rs, d.bridge_index, j.addr6, j.mac), "neighbour {}", j.addr6.str());
+  // No link-local address and routes of its own for the port: the host's IPv6 table would
+  // otherwise grow by three routes a jail, and each jail's teardown walks all of it.
+  TRY_CTX(disable_ipv6(j.port), "bridge port '{}'", j.port);
   TRY_CTX(attach_port(*d.rs, port, d.bridge_index), "bridge port '{}'", j.port);
   // Learning is off on jail ports: without a static entry the host's frames to this jail
   // would be flooded to every port.

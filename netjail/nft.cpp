@@ -382,7 +382,7 @@ class Batch {
     nftnl_set_elem_add(s.get(), e);
     nftnl_set_elems_nlmsg_build_payload(
         hdr(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, family,
-            add ? NLM_F_CREATE | NLM_F_EXCL : 0, fmt::format("element of {}", set)),
+            add ? NLM_F_CREATE | (excl_ ? NLM_F_EXCL : 0) : 0, fmt::format("element of {}", set)),
         s.get());
     next();
     object_done();
@@ -390,6 +390,8 @@ class Batch {
   // From now on each element or chain removal is committed in a batch of its own, and the first
   // error other than "not there" lands in *first_error: for what is left of a half-built jail.
   void one_by_one(std::optional<common::Error>* first_error) { each_ = first_error; }
+  // Whether adding an element that is already there fails the batch (it does by default).
+  void elements_exclusive(bool excl) { excl_ = excl; }
   std::size_t messages() const { return what_.size(); }
 
   // Sends the batch; the kernel applies all of it or none. Returns the first error, naming the
@@ -452,6 +454,7 @@ class Batch {
   std::map<std::uint32_t, std::string> what_;
   std::uint32_t set_id_ = 0;
   bool overflow_ = false;
+  bool excl_ = true;
   std::optional<common::Error>* each_ = nullptr;
 };
 
@@ -503,11 +506,15 @@ void from_jails_rules(Batch& b) {
   // one of its peers, and drops otherwise), then the sender's own, below. The peer chains hold
   // no jump: every commit that adds a rule re-validates every chain reachable from a base chain,
   // and a jump to @egress in each of N peer chains made that N x N map elements per jail added.
+  // A jail whose peers are all single hosts has no peer chain: receiver . sender pairs in
+  // peer_hosts4/6 (a hash set: adding and removing cost the same at any size).
   b.rule(Rule(kInet, t, fj)
              .ifname(NFT_META_OIFNAME, "bridges")
              .nfproto(NFPROTO_IPV4)
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 16, 4, kReg1)
              .lookup("peer4", kReg1, -1, true)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 12, 4, kReg32_01)
+             .lookup("peer_hosts4", kReg1, -1, true)
              .counter()
              .drop()
              .comment("jail to jail"));
@@ -516,6 +523,8 @@ void from_jails_rules(Batch& b) {
              .nfproto(NFPROTO_IPV6)
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
              .lookup("peer6", kReg1, -1, true)
+             .payload(NFT_PAYLOAD_NETWORK_HEADER, 8, 16, kReg2)
+             .lookup("peer_hosts6", kReg1, -1, true)
              .counter()
              .drop()
              .comment("jail to jail"));
@@ -541,9 +550,24 @@ void from_jails_rules(Batch& b) {
 // The layout's version is in the table's comment: tables made by a stockade whose chains fit
 // together differently are refused rather than mixed with this one's.
 constexpr const char* kInetComment =
-    "stockade: per-jail egress policy, NAT and published ports (layout 2)";
-// Tables of the first layout, upgraded in place, have this (empty) set; their comment is older.
-constexpr const char* kLayoutSet = "layout_2";
+    "stockade: per-jail egress policy, NAT and published ports (layout 3)";
+// Tables of an older layout, upgraded in place, have this (empty) set; their comment is older.
+constexpr const char* kLayoutSet = "layout_3";
+
+// What layout 3 added to the inet table: the DNS ports a jail chain drops in one rule, and the
+// peers of jails whose peers are single hosts (receiver address . sender address).
+void layout3_sets(Batch& b) {
+  const char* t = kInetTable;
+  b.set(kInet, t, {"peer_hosts4", concat(kTypeIpv4, kTypeIpv4), 8, 0, 0, kNetOrder});
+  b.set(kInet, t, {"peer_hosts6", concat(kTypeIpv6, kTypeIpv6), 32, 0, 0, kNetOrder});
+  b.set(kInet, t, {"dns_ports", concat(kTypeProto, kTypeService), 8, 0, 0, kNetOrder});
+  for (int proto : {IPPROTO_UDP, IPPROTO_TCP})
+    for (std::uint16_t port : {53, 853}) {
+      Key k = Key().proto(proto).port(port);
+      b.element(true, kInet, t, "dns_ports", k.b, k.len, nullptr, 0, {},
+                port == 53 ? "DNS" : "DNS over TLS");
+    }
+}
 
 void inet_base(Batch& b) {
   const char* t = kInetTable;
@@ -552,6 +576,7 @@ void inet_base(Batch& b) {
   b.set(kInet, t, {"egress", kTypeMark, 4, NFT_DATA_VERDICT, 0});
   b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
   b.set(kInet, t, {"peer6", kTypeIpv6, 16, NFT_DATA_VERDICT, 0, kNetOrder});
+  layout3_sets(b);
   b.set(kInet, t,
         {"publish4", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv4, kTypeService), 8,
          kNetOrder, kNetOrder});
@@ -771,14 +796,15 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
     };
     for (std::size_t i = 0; i < j.dns_rules && i < j.allow.size(); ++i) allow(j.allow[i]);
     // DNS to anything but the resolvers above is refused even if a wider rule below allows it.
-    for (int proto : {IPPROTO_UDP, IPPROTO_TCP})
-      for (std::uint16_t port : {53, 853})
-        b.rule(Rule(kInet, t, egress)
-                   .l4proto(proto)
-                   .dport(port, port)
-                   .counter()
-                   .drop()
-                   .comment("DNS only to the configured resolvers"));
+    // One rule for UDP and TCP, 53 and 853: every rule of every jail chain is validated again on
+    // each commit that adds one, so each rule here makes every later jail's add dearer.
+    b.rule(Rule(kInet, t, egress)
+               .meta(NFT_META_L4PROTO, kReg1)
+               .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kReg32_01)
+               .lookup("dns_ports", kReg1)
+               .counter()
+               .drop()
+               .comment("DNS only to the configured resolvers"));
     for (std::size_t i = j.dns_rules; i < j.allow.size(); ++i) allow(j.allow[i]);
     if (j.log_denied)
       b.rule(Rule(kInet, t, egress)
@@ -786,7 +812,13 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
                  .log_audit()
                  .comment("log denied (rate-limited)"));
     b.rule(Rule(kInet, t, egress).counter().drop().comment("denied"));
-
+  }
+  // Peers that are all single hosts need no chain (each chain is validated again on every
+  // commit): pairs in a hash set. A lease of an older stockade does not say: it has a chain.
+  bool host_peers = j.peers_known && std::all_of(j.peers.begin(), j.peers.end(), [](const Addr& a) {
+                      return a.prefix == a.max_prefix();
+                    });
+  if (add && !host_peers) {
     b.chain(kInet, t, peer, "stockade jail " + j.id + ": which jails may connect to it");
     for (const auto& net : j.peers)
       b.rule(Rule(kInet, t, peer)
@@ -797,9 +829,21 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
   }
   Key mark = Key().u32(j.mark);
   b.element(add, kInet, t, "egress", mark.b, mark.len, nullptr, 0, egress, tag);
-  Key a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
-  b.element(add, kInet, t, "peer4", a4.b, a4.len, nullptr, 0, peer, tag);
-  b.element(add, kInet, t, "peer6", a6.b, a6.len, nullptr, 0, peer, tag);
+  if (host_peers) {
+    for (std::size_t i = 0; i < j.peers.size(); ++i) {
+      const Addr& p = j.peers[i];
+      if (std::find(j.peers.begin(), j.peers.begin() + static_cast<long>(i), p) !=
+          j.peers.begin() + static_cast<long>(i))
+        continue;  // the same host twice: one element
+      Key k = Key().addr(p.family == AF_INET ? j.addr4 : j.addr6).addr(p);
+      b.element(add, kInet, t, p.family == AF_INET ? "peer_hosts4" : "peer_hosts6", k.b, k.len,
+                nullptr, 0, {}, tag);
+    }
+  } else {
+    Key a4 = Key().addr(j.addr4), a6 = Key().addr(j.addr6);
+    b.element(add, kInet, t, "peer4", a4.b, a4.len, nullptr, 0, peer, tag);
+    b.element(add, kInet, t, "peer6", a6.b, a6.len, nullptr, 0, peer, tag);
+  }
   for (const auto& p : j.publish) {
     Key k = Key().proto(p.proto).port(p.host_port);
     Key d4 = Key().addr(j.addr4).port(p.jail_port), d6 = Key().addr(j.addr6).port(p.jail_port);
@@ -820,7 +864,7 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
   }
   if (!add) {
     b.del_chain(kInet, t, egress);
-    b.del_chain(kInet, t, peer);
+    if (!host_peers) b.del_chain(kInet, t, peer);
   }
 }
 
@@ -909,8 +953,9 @@ Result<bool> base_exists(NftSocket& s, std::string* comment_out) {
 
 Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
   if (comment == kInetComment) return {};
-  // Made by a stockade of the first layout, whose jails may still run: their peer chains jump to
-  // the egress map themselves, which gives the same verdict under the new from_jails.
+  // Made by a stockade of an older layout, whose jails may still run. Layout 1's peer chains jump
+  // to the egress map themselves, which gives the same verdict under the current from_jails;
+  // layout 2 lacks the DNS port set.
   char buf[MNL_SOCKET_BUFFER_SIZE];
   std::uint32_t seq = s.next_seq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, kInet, NLM_F_ACK, seq);
@@ -929,6 +974,8 @@ Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
     if (r < 0) break;
   }
   Batch b(s);
+  b.elements_exclusive(false);
+  layout3_sets(b);
   b.flush_chain(kInet, kInetTable, "from_jails");
   from_jails_rules(b);
   b.set(kInet, kInetTable, {kLayoutSet, kTypeMark, 4}, NLM_F_EXCL);

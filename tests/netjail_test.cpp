@@ -8,12 +8,14 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -308,6 +310,52 @@ TEST_CASE("another jail on the same bridge is unreachable unless both policies a
   CHECK(lab.teardown().empty());
 }
 
+TEST_CASE("a jail whose policy names single hosts lets in exactly the jails at those addresses",
+          "[root][net]") {
+  REQUIRE_LAB(lab);
+  // Such a jail's peers are pairs in a set, not a chain of its own. A and C wait for B's address
+  // in a directory they see read-only; B names only A.
+  test::TempDir dir;
+  ::chmod(dir.path().c_str(), 0755);
+  std::string wait = "echo up; while [ ! -s /x/b4 ]; do sleep 0.1; done; ";
+  std::string connect =
+      probe("connect", "$(cat /x/b4)", "8080") + probe("connect", "$(cat /x/b6)", "8080");
+  std::vector<std::string> to_b = {"--ro-bind", dir.path() + ":/x", "--egress",
+                                   lab.sub4,    "--egress",         lab.sub6};
+  test::Process a(lab.jail_argv(to_b, wait + connect));
+  test::Process c(lab.jail_argv(to_b, wait + connect));
+  REQUIRE(wait_for_output(a, "up", 20));
+  REQUIRE(wait_for_output(c, "up", 20));
+  auto ea = test::wait_for_jail(a), ec = test::wait_for_jail(c);
+  REQUIRE(ea);
+  REQUIRE(ec);
+  auto [a4, a6] = jail_addresses(*ea);
+  test::Process b(lab.jail_argv({"--egress", a4 + "/32,tcp,9", "--egress", a6 + "/128,tcp,9"},
+                                std::string("python3 -c '") + kServer + "' 8080/tcp"));
+  REQUIRE(wait_for_output(b, "ready", 20));
+  auto eb = test::wait_for_jail(b);
+  REQUIRE(eb);
+  auto [b4, b6] = jail_addresses(*eb);
+  auto rules = sh("nft list ruleset").out;
+  CHECK(rules.find(b4 + " . " + a4) != std::string::npos);
+  CHECK(rules.find("peer_" + eb->id) == std::string::npos);
+  for (auto [name, text] : {std::pair{"/b6", b6}, std::pair{"/b4", b4}}) {
+    std::string tmp = dir.path() + name + ".tmp";
+    FILE* f = std::fopen(tmp.c_str(), "w");
+    REQUIRE(f);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+    REQUIRE(::rename(tmp.c_str(), (dir.path() + name).c_str()) == 0);
+  }
+  CHECK(a.wait(30) == 0);
+  CHECK(c.wait(30) == 0);
+  CHECK(lines(a.out()) == std::vector<std::string>{"up", "ok", "ok"});
+  CHECK(lines(c.out()) == std::vector<std::string>{"up", "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  b.signal(SIGTERM);
+  CHECK(b.wait(10) >= 0);
+  CHECK(lab.teardown().empty());
+}
+
 TEST_CASE("a host service on the bridge's address is unreachable from a jail unless allowed",
           "[root][net]") {
   REQUIRE_LAB(lab);
@@ -531,8 +579,19 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
     j.addr6 = *parse_addr("fd5e::9");
     j.ll6 = *parse_addr("fe80::5e:ff:fe00:9");
     j.allow.push_back({*parse_addr("203.0.113.0/24"), 6, 443, 443, "egress 1"});
+    j.peers.push_back(*parse_addr("203.0.113.0/24"));  // a network: a peer chain
     j.publish.push_back({6, 8080, 80});
     if (!add_jail(*s, j)) ::_exit(12);
+    // Peers that are single hosts (one named twice): pairs in a set, no chain.
+    JailRules h = j;
+    h.id = "40575000000a";
+    h.port = "stk" + h.id;
+    h.mark = 0x70000044;
+    h.addr4 = *parse_addr("10.231.0.11");
+    h.addr6 = *parse_addr("fd5e::11");
+    h.peers = {*parse_addr("203.0.113.7"), *parse_addr("2001:db8::7"), *parse_addr("203.0.113.7")};
+    h.publish.clear();
+    if (!add_jail(*s, h)) ::_exit(19);
     // A second jail publishing the same host port is refused, atomically.
     JailRules k = j;
     k.id = "ba9876543210";
@@ -543,24 +602,31 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
     auto dup = add_jail(*s, k);
     if (dup || dup.error().err != EADDRINUSE) ::_exit(13);
     auto ids = jail_ids(*s);
-    if (!ids || *ids != std::vector<std::string>{j.id}) ::_exit(14);
+    if (ids) std::sort(ids->begin(), ids->end());
+    if (!ids || *ids != std::vector<std::string>{j.id, h.id}) ::_exit(14);
     FILE* f = ::popen("nft list ruleset", "r");
     std::string text;
     char buf[4096];
     while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) text.append(buf, n);
     ::pclose(f);
     // Every element and chain of the jail names it.
-    for (const char* want : {"jump jail_0123456789ab", "jump peer_0123456789ab",
+    for (const char* want : {"jump jail_0123456789ab", "jump peer_0123456789ab", "@dns_ports",
                              "comment \"jail 0123456789ab\" : 10.231.0.9 . 80",
                              "\"stk0123456789ab\" . 02:5e:00:00:00:09 . 10.231.0.9"})
       if (text.find(want) == std::string::npos) ::_exit(15);
     if (text.find("ba9876543210") != std::string::npos) ::_exit(16);
+    for (const char* want : {"10.231.0.11 . 203.0.113.7 comment \"jail 40575000000a\"",
+                             "fd5e::11 . 2001:db8::7 comment \"jail 40575000000a\""})
+      if (text.find(want) == std::string::npos) ::_exit(20);
+    if (text.find("peer_40575000000a") != std::string::npos) ::_exit(21);
+    if (!del_jail(*s, h) || !del_jail(*s, h)) ::_exit(22);
     if (!del_jail(*s, j) || !del_jail(*s, j)) ::_exit(17);  // twice: the second finds nothing
     f = ::popen("nft list ruleset", "r");
     text.clear();
     while (std::size_t n = std::fread(buf, 1, sizeof buf, f)) text.append(buf, n);
     ::pclose(f);
     if (text.find("0123456789ab") != std::string::npos) ::_exit(18);
+    if (text.find("40575000000a") != std::string::npos) ::_exit(23);
     ::_exit(0);
   }
   REQUIRE(pid > 0);
@@ -767,7 +833,7 @@ TEST_CASE("closing the netfilter socket after a jail's removal neither waits nor
   CHECK(WEXITSTATUS(st) == 0);
 }
 
-TEST_CASE("tables of the first layout get the current from_jails chain in place, once",
+TEST_CASE("tables of an older layout get the current sets and from_jails chain in place, once",
           "[root][net]") {
   SKIP_UNLESS_ROOT();
   pid_t pid = ::fork();
@@ -790,7 +856,7 @@ TEST_CASE("tables of the first layout get the current from_jails chain in place,
     const std::string old = "stockade: per-jail egress policy, NAT and published ports";
     if (!upgrade_layout(*s, old) || !upgrade_layout(*s, old)) ::_exit(12);
     if (from_jails() != fresh) ::_exit(13);  // the same rules, not twice
-    if (std::system("nft list set inet stockade layout_2 >/dev/null") != 0) ::_exit(14);
+    if (std::system("nft list set inet stockade layout_3 >/dev/null") != 0) ::_exit(14);
     ::_exit(0);
   }
   REQUIRE(pid > 0);

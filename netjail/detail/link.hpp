@@ -77,6 +77,11 @@ common::Result<void> delete_bridge(RouteSocket&, const std::string& name);
 common::Result<int> add_veth(RouteSocket&, const std::string& host_name,
                              const std::string& peer_name, const Mac& peer_mac, int netns_fd);
 
+// Turns IPv6 off on a link of the socket's netns (before it is up): a bridge port needs no
+// addresses, and each IPv6 link adds a link-local address and routes to the netns's table, which
+// the kernel walks whole whenever any link goes down (every jail's teardown, under the rtnl lock).
+common::Result<void> disable_ipv6(const std::string& name);
+
 // Enslaves the host end to the bridge, sets the port flags isolated=on and learning=off, then sets
 // the host end up.
 common::Result<void> attach_port(RouteSocket&, int host_ifindex, int bridge_ifindex);

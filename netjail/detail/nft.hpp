@@ -54,6 +54,8 @@ struct JailRules {
   std::vector<Addr> peers;
   std::vector<Publish> publish;
   bool log_denied = true;
+  // False for a lease written before the peers were recorded in it: that jail has a peer chain.
+  bool peers_known = true;
 };
 
 // A connected NETLINK_NETFILTER socket.
@@ -84,8 +86,9 @@ void close_detached(NftSocket&& s) noexcept;
 
 // True if stockade's inet table exists; its comment goes to *comment.
 common::Result<bool> base_exists(NftSocket& s, std::string* comment = nullptr);
-// Tables made by a stockade of the first layout (peer chains that jump to the egress map) get the
-// current from_jails chain, in one batch; comment is the table's (from base_exists).
+// Tables made by a stockade of an older layout (1: peer chains that jump to the egress map; 2: no
+// DNS port set) get what this one added and the current from_jails chain, in one batch; their
+// jails keep running under it. comment is the table's (from base_exists).
 common::Result<void> upgrade_layout(NftSocket& s, const std::string& comment);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
 // exists already. (A racing creator's batch is refused as a whole.)
