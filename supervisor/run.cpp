@@ -25,6 +25,7 @@
 #include "netjail/netjail.hpp"
 #include "supervisor/detail/exec_relay.hpp"
 #include "supervisor/detail/lease.hpp"
+#include "supervisor/detail/skeleton.hpp"
 #include "supervisor/detail/plan.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -444,6 +445,10 @@ const std::vector<std::string>& crash_points() {
       "after-lease-release",
   };
   return kPoints;
+}
+
+void prefetch_skeleton() {
+  if (::geteuid() == 0) detail::prefetch_skeleton(detail::default_skeleton_base());
 }
 
 Result<Outcome> run(const policy::JailSpec& spec) {
