@@ -1,7 +1,8 @@
 // cgroup: one cgroup per jail, with the policy's limits, on cgroup v1 or v2.
 //
 //   host_layout() -> plan_jail(layout, limits, parent, id) -> create(plan, limits)
-//   -> (clone; v2: CLONE_INTO_CGROUP with clone_fd()) -> attach(pid) (v1) -> ... -> oom_kills()
+//   -> (clone; v2: CLONE_INTO_CGROUP with clone_fd(); v1: the child writes "0" to join_fds())
+//   -> ... -> oom_kills()
 //   -> remove()              and, for ps/inspect/gc: read_usage(), list_jail_dirs(), remove_dir()
 //
 // Layout: <mount>/<parent>/stockade/<jail-id> in each hierarchy a limit needs (v1: pids, memory,
