@@ -9,12 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <atomic>
 #include <thread>
 
 #include "cgroup/cgroup.hpp"
@@ -25,8 +25,8 @@
 #include "netjail/netjail.hpp"
 #include "supervisor/detail/exec_relay.hpp"
 #include "supervisor/detail/lease.hpp"
-#include "supervisor/detail/skeleton.hpp"
 #include "supervisor/detail/plan.hpp"
+#include "supervisor/detail/skeleton.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace supervisor {
@@ -536,11 +536,11 @@ Result<Outcome> run(const policy::JailSpec& spec) {
 
   // The setup thread, beside clone (~1 ms with seven namespaces): the lease (unless taken above,
   // 0.2 ms), then on v1 the cgroup (mkdir and the limits, 0.1-0.5 ms). The thread also opens each
-  // hierarchy's `tasks` file; they go to the child with 'C' and the child moves itself in (join_fds: a move by pid
-  // would wait for an RCU grace period, 5-15 ms on the test VM). The child joins before it
-  // builds its root, makes its cgroup namespace or starts anything of the jail's. (The child
-  // is a copy of this process taken while the thread may hold locks, malloc's among them: it
-  // runs async-signal-safe code only, as it must anyway.)
+  // hierarchy's `tasks` file; they go to the child with 'C' and the child moves itself in
+  // (join_fds: a move by pid would wait for an RCU grace period, 5-15 ms on the test VM). The child
+  // joins before it builds its root, makes its cgroup namespace or starts anything of the jail's.
+  // (The child is a copy of this process taken while the thread may hold locks, malloc's among
+  // them: it runs async-signal-safe code only, as it must anyway.)
   std::optional<std::thread> cg_thread;
   std::optional<Result<detail::IdLease>> lease_made;  // before the joiner: outlives the thread
   std::atomic<bool> lease_ready{false};
@@ -563,8 +563,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     try {
       cg_thread.emplace([&]() noexcept {
         if (lease_beside_clone) {
-          lease_made.emplace(
-              detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id));
+          lease_made.emplace(detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id));
           lease_ready.store(true);
           lease_ready.notify_one();
           if (!*lease_made) return;  // nothing on the host without a lease
