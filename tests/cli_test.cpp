@@ -40,9 +40,30 @@ TEST_CASE("every nsjail flag is noticed on the command line; stockade's own are 
   CHECK(wants({"--help"}));
   CHECK(wants({"-h"}));
   // A native command line builds none of them.
-  CHECK_FALSE(wants({"-q", "--net", "none", "-B", "/a:/b", "-R", "/c", "-T", "/tmp", "-E", "A=1",
-                     "-H", "h", "-t", "5", "-D", "/", "--cap", "NET_BIND_SERVICE", "--rlimit",
-                     "nofile=64", "--memory-max", "64M", "/bin/true"}));
+  CHECK_FALSE(wants({"-q",
+                     "--net",
+                     "none",
+                     "-B",
+                     "/a:/b",
+                     "-R",
+                     "/c",
+                     "-T",
+                     "/tmp",
+                     "-E",
+                     "A=1",
+                     "-H",
+                     "h",
+                     "-t",
+                     "5",
+                     "-D",
+                     "/",
+                     "--cap",
+                     "NET_BIND_SERVICE",
+                     "--rlimit",
+                     "nofile=64",
+                     "--memory-max",
+                     "64M",
+                     "/bin/true"}));
 }
 
 TEST_CASE("nsjail flags that would weaken a jail are refused with the reason, before any setup",
