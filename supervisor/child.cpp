@@ -340,17 +340,12 @@ void bring_up_loopback(const ChildPlan& plan) {
 void join_cgroup(const ChildPlan& plan) {
   char c = 0;
   struct iovec iov = {&c, 1};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxCgroupJoinFds * sizeof(int))];
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxPassedFds * sizeof(int))];
+  msghdr msg = recv_header(iov, cbuf, sizeof cbuf);
   if (::recvmsg(plan.sock, &msg, MSG_CMSG_CLOEXEC) != 1 || c != 'C') ::_exit(125);
-  int fds[kMaxCgroupJoinFds];
-  int n = take_fds(msg, fds, kMaxCgroupJoinFds);
-  if ((msg.msg_flags & MSG_CTRUNC) != 0 || n > kMaxCgroupJoinFds)
+  int fds[kMaxPassedFds];
+  int n = take_fds(msg, fds, kMaxPassedFds);
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 || n > kMaxPassedFds)
     report_failure(plan, Step::kCgroupJoin, -1, EMSGSIZE);
   for (int i = 0; i < n; ++i) {
     check(plan, sys::write(fds[i], "0", 1) == 1, Step::kCgroupJoin, -1);
@@ -492,12 +487,7 @@ void send_report(const ChildPlan& plan, const ChildReport& r) {
 void serve_exec(ChildPlan& plan) {
   struct iovec iov = {g_exec_buf, sizeof g_exec_buf};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(3 * sizeof(int))];
-  struct msghdr msg;
-  std::memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
+  msghdr msg = recv_header(iov, cbuf, sizeof cbuf);
   ssize_t n = ::recvmsg(plan.sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   if (n <= 0) return;  // the supervisor gone: the parent-death signal ends us
   int fds[3] = {-1, -1, -1};

@@ -27,12 +27,13 @@ using common::UniqueFd;
 
 namespace detail {
 
-namespace {
-
-// Sends one message with fds attached (none if fds is empty).
 bool send_with_fds(int sock, const void* data, size_t len, const int* fds, size_t nfds) {
+  if (nfds > static_cast<size_t>(kMaxPassedFds)) {
+    errno = E2BIG;
+    return false;
+  }
   struct iovec iov = {const_cast<void*>(data), len};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(3 * sizeof(int))] = {};
+  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(kMaxPassedFds * sizeof(int))] = {};
   struct msghdr msg {};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -48,16 +49,14 @@ bool send_with_fds(int sock, const void* data, size_t len, const int* fds, size_
   return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(len);
 }
 
+namespace {
+
 // Receives one message; received fds land in fds (at most 3 kept, the rest closed).
 ssize_t recv_with_fds(int sock, void* data, size_t len, std::vector<UniqueFd>& fds, int flags,
                       bool& truncated) {
   struct iovec iov = {data, len};
   alignas(struct cmsghdr) char cbuf[CMSG_SPACE(8 * sizeof(int))];
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = sizeof cbuf;
+  msghdr msg = recv_header(iov, cbuf, sizeof cbuf);
   ssize_t n = ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
   if (n < 0) return n;
   truncated = (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;

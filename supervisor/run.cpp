@@ -179,31 +179,6 @@ class LoginuidLoan {
 
 bool send_byte(int sock, char c) { return ::send(sock, &c, 1, MSG_NOSIGNAL) == 1; }
 
-// One byte with fds attached (SCM_RIGHTS); a plain byte when there are none.
-bool send_byte_with_fds(int sock, char c, const std::vector<UniqueFd>& fds) {
-  if (fds.empty()) return send_byte(sock, c);
-  if (fds.size() > static_cast<size_t>(detail::kMaxCgroupJoinFds)) {
-    errno = E2BIG;
-    return false;
-  }
-  struct iovec iov = {&c, 1};
-  alignas(struct cmsghdr) char cbuf[CMSG_SPACE(detail::kMaxCgroupJoinFds * sizeof(int))] = {};
-  struct msghdr msg {};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = cbuf;
-  msg.msg_controllen = CMSG_SPACE(fds.size() * sizeof(int));
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(fds.size() * sizeof(int));
-  for (size_t i = 0; i < fds.size(); ++i) {
-    int fd = fds[i].get();
-    std::memcpy(CMSG_DATA(cm) + i * sizeof(int), &fd, sizeof fd);
-  }
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
-}
-
 std::string describe_failure(const detail::ChildPlan& plan, const ChildReport& r) {
   auto step = static_cast<detail::Step>(r.step);
   std::string what = detail::step_name(step);
@@ -492,9 +467,9 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   crash_point("after-registry-dir");
 
   // Limits are in force before the jail runs anything of its own. On v2 the cgroup is made
-  // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made after
-  // clone, while the child builds its root on the other CPU, and the child moves itself in on
-  // 'C'. Declared before the child, so it is removed after the child is gone.
+  // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made on the
+  // setup thread while clone3 runs, and the child moves itself in on 'C' (below). Declared
+  // before the child, so it is removed after the child is gone.
   auto cg_request = TRY(plan_cgroup(spec, id, rootless));
   std::optional<cgroup::JailCgroup> cg;
   if (cg_request && cg_request->plan.version == cgroup::Version::kV2) {
@@ -541,7 +516,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // joins before it builds its root, makes its cgroup namespace or starts anything of the jail's.
   // (The child is a copy of this process taken while the thread may hold locks, malloc's among
   // them: it runs async-signal-safe code only, as it must anyway.)
-  std::optional<std::thread> cg_thread;
+  std::optional<std::thread> setup_thread;
   std::optional<Result<detail::IdLease>> lease_made;  // before the joiner: outlives the thread
   std::atomic<bool> lease_ready{false};
   std::optional<Result<cgroup::JailCgroup>> cg_made;
@@ -557,11 +532,11 @@ Result<Outcome> run(const policy::JailSpec& spec) {
       if (made && *made && !cg) cg.emplace(std::move(made->value()));
     }
     ~Joiner() { join(); }
-  } joiner{cg_thread, cg_made, cg};
+  } joiner{setup_thread, cg_made, cg};
   const bool cg_beside_clone = cg_request && !cg;
   if (lease_beside_clone || cg_beside_clone) {
     try {
-      cg_thread.emplace([&]() noexcept {
+      setup_thread.emplace([&]() noexcept {
         if (lease_beside_clone) {
           lease_made.emplace(detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id));
           lease_ready.store(true);
@@ -573,7 +548,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
         if (*cg_made) cg_join = cg_made->value().join_fds();
       });
     } catch (const std::system_error& e) {
-      return fail(e.code().value(), "start the cgroup thread");
+      return fail(e.code().value(), "start the setup thread");
     }
   }
   int pidfd = -1;
@@ -616,7 +591,13 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   }
   // The cgroup is ready: the child joins it (v1: through these fds), makes its cgroup namespace
   // and goes on.
-  if (!send_byte_with_fds(sock.get(), 'C', *cg_join)) return fail(errno, "release the child");
+  {
+    std::vector<int> join_fds;
+    for (auto& fd : *cg_join) join_fds.push_back(fd.get());
+    const char c = 'C';
+    if (!detail::send_with_fds(sock.get(), &c, 1, join_fds.data(), join_fds.size()))
+      return fail(errno, "release the child");
+  }
   cg_join->clear();
   crash_point("after-cgroup-attach");
 

@@ -27,8 +27,6 @@ inline constexpr std::uint32_t kExecMagic = 0x73746b65;  // "stke"
 inline constexpr int kMaxExecSessions = 16;
 inline constexpr std::size_t kMaxExecMessage = 64 * 1024;  // header + argv strings
 inline constexpr std::uint32_t kMaxExecArgs = 1024;
-// 'C' (supervisor -> child at start): at most this many cgroup v1 `tasks` fds ride along.
-inline constexpr int kMaxCgroupJoinFds = 16;
 
 // client -> supervisor, and supervisor -> pid 1 (with slot filled in).
 struct ExecMessage {
@@ -53,6 +51,24 @@ struct ExecReply {
   std::int32_t err = 0;
   std::int32_t seccomp_failed = 0;  // kNotRun: the filter could not be loaded (not an exec error)
 };
+
+// Sends one message with nfds fds attached (SCM_RIGHTS; none if nfds is 0). At most
+// kMaxPassedFds (the stdio of an exec request, the cgroup v1 `tasks` fds of 'C'), else false
+// with errno E2BIG.
+inline constexpr int kMaxPassedFds = 16;
+bool send_with_fds(int sock, const void* data, size_t len, const int* fds, size_t nfds);
+
+// async-signal-safe. A header for recvmsg of one message into iov, with control (len bytes) for
+// the fds it may carry.
+inline msghdr recv_header(iovec& iov, void* control, size_t len) {
+  msghdr msg;
+  std::memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = len;
+  return msg;
+}
 
 // async-signal-safe (pid 1 uses it). The fds a received message carries: the first max land in
 // out, the others are closed. Returns how many there were in all.
