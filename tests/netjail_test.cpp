@@ -198,6 +198,24 @@ std::pair<std::string, std::string> jail_addresses(const test::JailEntry& e) {
   return {j["network"]["ipv4"].get<std::string>(), j["network"]["ipv6"].get<std::string>()};
 }
 
+// Runs fn in a child process inside a network namespace of its own, where stockade's base tables
+// have been made, so the host's ruleset is not touched; fn returns the child's exit status (0
+// when all is well, a number of its own for each failure) and may also _exit with one.
+void in_private_netns(int (*fn)(netjail::detail::NftSocket&)) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
+    auto s = netjail::detail::open_nft_socket();
+    if (!s || !netjail::detail::ensure_base(*s)) ::_exit(11);
+    ::_exit(fn(*s));
+  }
+  REQUIRE(pid > 0);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  CHECK(WIFEXITED(st));
+  CHECK(WEXITSTATUS(st) == 0);
+}
+
 }  // namespace
 
 TEST_CASE("a bridged jail reaches what its policy allows and nothing else, over IPv4 and IPv6",
@@ -564,12 +582,10 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
           "[root][net]") {
   SKIP_UNLESS_ROOT();
   // In a network namespace of its own, so the host's ruleset is not touched.
-  pid_t pid = ::fork();
-  if (pid == 0) {
+  in_private_netns([](netjail::detail::NftSocket& sock) {
     using namespace netjail::detail;
-    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
-    auto s = open_nft_socket();
-    if (!s || !ensure_base(*s) || !ensure_base(*s)) ::_exit(11);
+    NftSocket* s = &sock;
+    if (!ensure_base(*s)) ::_exit(11);  // a second time: nothing to do
     JailRules j;
     j.id = "0123456789ab";
     j.port = "stk0123456789ab";
@@ -627,13 +643,8 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
     ::pclose(f);
     if (text.find("0123456789ab") != std::string::npos) ::_exit(18);
     if (text.find("40575000000a") != std::string::npos) ::_exit(23);
-    ::_exit(0);
-  }
-  REQUIRE(pid > 0);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st));
-  CHECK(WEXITSTATUS(st) == 0);
+    return 0;
+  });
 }
 
 namespace {
@@ -734,12 +745,9 @@ TEST_CASE("adding a jail's nftables batch costs about the same with 400 jails lo
   // Each commit that adds a rule re-validates every chain reachable from a base chain. With a
   // jump to the egress map in every peer chain that was N x N map elements per jail added
   // (17-45 ms at 500 jails, against 0.3 ms at 1). In a network namespace of its own.
-  pid_t pid = ::fork();
-  if (pid == 0) {
+  in_private_netns([](netjail::detail::NftSocket& sock) {
     using namespace netjail::detail;
-    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
-    auto s = open_nft_socket();
-    if (!s || !ensure_base(*s)) ::_exit(11);
+    NftSocket* s = &sock;
     auto jail = [](int i) {
       JailRules j;
       j.id = fmt::format("{:012x}", 0x5ca1e0000000 + i);
@@ -776,13 +784,8 @@ TEST_CASE("adding a jail's nftables batch costs about the same with 400 jails lo
     double many = add_cost(4001);
     std::fprintf(stderr, "add a jail: %.2f ms with 1 loaded, %.2f ms with 400\n", one, many);
     // Flat would be 1x; the quadratic layout was 50x and more. Loose: the machine is shared.
-    ::_exit(many < 4 * one + 3.0 ? 0 : 20);
-  }
-  REQUIRE(pid > 0);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st));
-  CHECK(WEXITSTATUS(st) == 0);
+    return many < 4 * one + 3.0 ? 0 : 20;
+  });
 }
 
 TEST_CASE("closing the netfilter socket after a jail's removal neither waits nor leaks the fds",
@@ -790,12 +793,8 @@ TEST_CASE("closing the netfilter socket after a jail's removal neither waits nor
   SKIP_UNLESS_ROOT();
   // The kernel frees what a removal batch took away after an RCU grace period, and the release
   // of a netfilter socket waits for that (8-15 ms on the test VM, on every jail's teardown).
-  pid_t pid = ::fork();
-  if (pid == 0) {
+  in_private_netns([](netjail::detail::NftSocket&) {  // with its own sockets, below
     using namespace netjail::detail;
-    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
-    auto s = open_nft_socket();
-    if (!s || !ensure_base(*s)) ::_exit(11);
     JailRules j;
     j.id = "c105ed000001";
     j.port = "stk" + j.id;
@@ -824,24 +823,16 @@ TEST_CASE("closing the netfilter socket after a jail's removal neither waits nor
     pollfd p{canary[0], POLLIN, 0};
     char c;
     if (::poll(&p, 1, 2000) != 1 || ::read(canary[0], &c, 1) != 0) ::_exit(21);
-    ::_exit(0);
-  }
-  REQUIRE(pid > 0);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st));
-  CHECK(WEXITSTATUS(st) == 0);
+    return 0;
+  });
 }
 
 TEST_CASE("tables of an older layout get the current sets and from_jails chain in place, once",
           "[root][net]") {
   SKIP_UNLESS_ROOT();
-  pid_t pid = ::fork();
-  if (pid == 0) {
+  in_private_netns([](netjail::detail::NftSocket& sock) {
     using namespace netjail::detail;
-    if (::unshare(CLONE_NEWNET) != 0) ::_exit(10);
-    auto s = open_nft_socket();
-    if (!s || !ensure_base(*s)) ::_exit(11);
+    NftSocket* s = &sock;
     auto from_jails = [] {
       FILE* f = ::popen("nft list chain inet stockade from_jails", "r");
       std::string text;
@@ -857,11 +848,6 @@ TEST_CASE("tables of an older layout get the current sets and from_jails chain i
     if (!upgrade_layout(*s, old) || !upgrade_layout(*s, old)) ::_exit(12);
     if (from_jails() != fresh) ::_exit(13);  // the same rules, not twice
     if (std::system("nft list set inet stockade layout_3 >/dev/null") != 0) ::_exit(14);
-    ::_exit(0);
-  }
-  REQUIRE(pid > 0);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  CHECK(WIFEXITED(st));
-  CHECK(WEXITSTATUS(st) == 0);
+    return 0;
+  });
 }
