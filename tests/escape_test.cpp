@@ -51,13 +51,6 @@ class HostNetnsFile {
   bool mounted_ = false;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 }  // namespace
 
 TEST_CASE("a jailed process cannot setns into its init's or its own network namespace",
@@ -228,7 +221,7 @@ TEST_CASE("a jail cannot raise its own user.max_user_namespaces limit", "[root][
 TEST_CASE("/proc/sys is read-only inside a jail, even for the jail's own network namespace",
           "[root][escape]") {
   SKIP_UNLESS_ROOT();
-  std::string before = read_file("/proc/sys/net/ipv4/ip_forward");
+  std::string before = test::read_file("/proc/sys/net/ipv4/ip_forward");
   // ip_forward belongs to the jail's own netns; with CAP_NET_ADMIN there the permission check
   // passes (EROFS comes after it), so only the read-only mount stops the write.
   auto r =
@@ -241,7 +234,7 @@ TEST_CASE("/proc/sys is read-only inside a jail, even for the jail's own network
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(line(r.out) == "errno=EACCES");
-  CHECK(read_file("/proc/sys/net/ipv4/ip_forward") == before);
+  CHECK(test::read_file("/proc/sys/net/ipv4/ip_forward") == before);
 }
 
 TEST_CASE("TIOCSTI is denied in a jail, also with junk in the upper 32 bits of the request",

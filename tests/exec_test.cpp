@@ -28,17 +28,10 @@ std::vector<std::string> stockade_exec(const std::string& id, const std::vector<
   return argv;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 // "Name:\tvalue" lines of /proc/PID/status.
 std::map<std::string, std::string> status_of(pid_t pid) {
   std::map<std::string, std::string> out;
-  std::istringstream in(read_file("/proc/" + std::to_string(pid) + "/status"));
+  std::istringstream in(test::read_file("/proc/" + std::to_string(pid) + "/status"));
   std::string line;
   while (std::getline(in, line)) {
     auto colon = line.find(':');
@@ -51,7 +44,7 @@ std::map<std::string, std::string> status_of(pid_t pid) {
 }
 
 std::string cmdline_of(pid_t pid) {
-  std::string s = read_file("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string s = test::read_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (char& c : s)
     if (c == '\0') c = ' ';
   return s;
@@ -128,12 +121,12 @@ TEST_CASE("stockade exec runs a command held exactly like the jail's workload", 
   CHECK(c["Seccomp"] == "2");
   const std::string cpid = "/proc/" + std::to_string(cmd),
                     wpid = "/proc/" + std::to_string(workload);
-  CHECK(read_file(cpid + "/loginuid") == std::to_string(jail->host_uid));
-  CHECK(read_file(cpid + "/loginuid") == read_file(wpid + "/loginuid"));
-  CHECK(read_file(cpid + "/sessionid") == read_file(wpid + "/sessionid"));
-  CHECK(read_file(cpid + "/cgroup") == read_file(wpid + "/cgroup"));
-  CHECK(read_file(cpid + "/cgroup").find(jail->id) != std::string::npos);
-  CHECK(read_file(cpid + "/limits") == read_file(wpid + "/limits"));
+  CHECK(test::read_file(cpid + "/loginuid") == std::to_string(jail->host_uid));
+  CHECK(test::read_file(cpid + "/loginuid") == test::read_file(wpid + "/loginuid"));
+  CHECK(test::read_file(cpid + "/sessionid") == test::read_file(wpid + "/sessionid"));
+  CHECK(test::read_file(cpid + "/cgroup") == test::read_file(wpid + "/cgroup"));
+  CHECK(test::read_file(cpid + "/cgroup").find(jail->id) != std::string::npos);
+  CHECK(test::read_file(cpid + "/limits") == test::read_file(wpid + "/limits"));
   struct stat cr, wr;
   REQUIRE(::stat((cpid + "/root/").c_str(), &cr) == 0);
   REQUIRE(::stat((wpid + "/root/").c_str(), &wr) == 0);

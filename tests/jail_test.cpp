@@ -27,13 +27,6 @@ void write_file(const std::string& path, const std::string& text, mode_t mode) {
   ::chmod(path.c_str(), mode);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 int count_lines(const std::string& s) {
   return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
 }
@@ -118,7 +111,7 @@ TEST_CASE(
     REQUIRE(r.exit_code == 0);
     CHECK(line(r.out) == "errno=EPERM");
   }
-  CHECK(read_file(data + "/file").empty());
+  CHECK(test::read_file(data + "/file").empty());
   CHECK(!std::filesystem::exists(data + "/new"));
 
   // The positive control: the same directory bound read-write takes both writes.
@@ -130,7 +123,7 @@ TEST_CASE(
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   CHECK(line(r.out) == "ok");
-  CHECK(read_file(data + "/file") == "x");
+  CHECK(test::read_file(data + "/file") == "x");
   CHECK(std::filesystem::exists(data + "/new"));
 }
 

@@ -41,13 +41,6 @@ const std::string kUnknown = kDir + "/unknown_syscall.json";
 // Every namespace flag, CLONE_NEWTIME included: what moby_like.json's clone entry masks.
 constexpr std::uint64_t kNamespaceFlags = 0x7e020080;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 policy::SeccompPolicy import(const std::string& path, const std::vector<int>& caps = {},
                              std::vector<std::string>* warnings = nullptr) {
   std::vector<std::string> ignored;
@@ -221,7 +214,7 @@ TEST_CASE("malformed OCI profiles are refused with the file, the JSON path and w
   REQUIRE(cases.size() >= 10);
   for (const auto& path : cases) {
     INFO(path);
-    std::string expect = read_text(path.substr(0, path.size() - 5) + ".expect");
+    std::string expect = test::read_file(path.substr(0, path.size() - 5) + ".expect");
     while (!expect.empty() && expect.back() == '\n') expect.pop_back();
     std::vector<std::string> warnings;
     auto p = policy::import_oci_seccomp(path, &warnings);

@@ -20,13 +20,6 @@ namespace {
 const std::string kPolicies = POLICIES_DIR;
 const std::string kExamples = EXAMPLES_DIR;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (auto pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
     s.replace(pos, from.size(), to);
@@ -78,7 +71,7 @@ TEST_CASE("every broken policy in the corpus is refused with its exact message",
     std::string expect_path = path.substr(0, path.size() - 5) + ".expect";
     INFO(path);
     REQUIRE(fs::exists(expect_path));
-    std::string expect = read_text(expect_path);
+    std::string expect = test::read_file(expect_path);
     while (!expect.empty() && expect.back() == '\n') expect.pop_back();
     auto spec = policy::load_policy(path);
     REQUIRE_FALSE(spec);

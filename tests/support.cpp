@@ -28,6 +28,13 @@ namespace test {
 
 using Clock = std::chrono::steady_clock;
 
+std::string read_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
 std::string stockade_bin() { return STOCKADE_BIN; }
 std::string attack_bin() { return ATTACK_BIN; }
 

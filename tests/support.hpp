@@ -62,6 +62,9 @@ std::vector<std::string> attack_argv(const std::vector<std::string>& options,
 // The path of the attack program inside jails.
 inline const char* kAttackInJail = "/attack";
 
+// The whole of a file (empty if it cannot be read).
+std::string read_file(const std::string& path);
+
 std::string stockade_bin();
 // The argv of `stockade run -q ARGS...` (for a Process).
 std::vector<std::string> stockade_run_argv(const std::vector<std::string>& args);
