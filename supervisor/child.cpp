@@ -618,7 +618,14 @@ void child_main(ChildPlan& plan) {
     plan.loginuid_fd = sys::open("/proc/self/loginuid", O_WRONLY | O_CLOEXEC);
     check(plan, plan.loginuid_fd >= 0, Step::kLoginuid);
   }
-  // This needs no id map: it overlaps with the parent writing them.
+  // The network namespace, unless clone3 made it (a bridged jail's, which the supervisor wires
+  // up as soon as it has sent 'C'): made here it is off the supervisor's path, which meanwhile
+  // maps our ids and readies the cgroup (0.45 ms of clone3's 1 ms on the test VM). Loopback
+  // comes up at once. Neither needs an id map: we hold every capability in our user namespace,
+  // which owns the new network namespace.
+  if (plan.own_netns) check(plan, ::unshare(CLONE_NEWNET) == 0, Step::kNetns);
+  if (plan.loopback_up) bring_up_loopback(plan);
+  // This needs no id map either: it overlaps with the parent writing them.
   open_sources(plan);
   char go;
   if (sys::read(plan.sock, &go, 1) != 1 || go != 'G') ::_exit(125);
@@ -651,9 +658,10 @@ void child_main(ChildPlan& plan) {
   // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
   // which we still hold (the uid change kept it, see the securebits above).
   if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
+  // Our namespaces are final: the supervisor records them in the registry while we build.
+  (void)::send(plan.sock, "N", 1, MSG_NOSIGNAL);
   build_root(plan);
   check(plan, ::sethostname(plan.hostname.data(), plan.hostname.size()) == 0, Step::kHostname);
-  if (plan.loopback_up) bring_up_loopback(plan);
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     struct rlimit rl = {plan.rlimits[i].soft, plan.rlimits[i].hard};
     check(plan, ::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].resource), &rl) == 0,
@@ -740,6 +748,8 @@ const char* step_name(Step s) {
       return "set the jail's audit id (loginuid)";
     case Step::kCgroupJoin:
       return "join the jail's cgroup";
+    case Step::kNetns:
+      return "make the jail's network namespace";
   }
   return "setup";
 }

@@ -124,16 +124,18 @@ std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
   return out;
 }
 
-// The child makes its cgroup namespace itself, just after 'G' (see run()). The registry must
-// record that namespace, not the supervisor's, for the audit side to compare against: wait the
-// few microseconds until the child has switched (bounded, in case it died first).
-void wait_child_cgroup_ns(pid_t pid) {
-  struct stat own, child;
-  if (::stat("/proc/self/ns/cgroup", &own) != 0) return;
-  auto give_up = Clock::now() + std::chrono::milliseconds(100);
-  std::string path = fmt::format("/proc/{}/ns/cgroup", pid);
-  while (::stat(path.c_str(), &child) == 0 && child.st_ino == own.st_ino && Clock::now() < give_up)
-    ::sched_yield();
+// The child says 'N' once its namespaces are final: its network namespace (unless clone3 made
+// it) and, with a cgroup, its cgroup namespace, made once it is inside the jail's cgroup. The
+// registry records those. A child that failed first sends its report instead, which is left for
+// watch_jail, as is a signal for us (it ends the wait: the jail is torn down from there).
+void wait_child_namespaces(int sock, int sigfd) {
+  struct pollfd fds[2] = {{sock, POLLIN, 0}, {sigfd, POLLIN, 0}};
+  while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
+  }
+  if ((fds[0].revents & POLLIN) == 0) return;
+  char c = 0;
+  if (::recv(sock, &c, 1, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT) == 1 && c == 'N')
+    (void)::recv(sock, &c, 1, MSG_DONTWAIT);
 }
 
 // The supervisor's own loginuid, or kNoAuditId if unset or unreadable.
@@ -405,6 +407,7 @@ const std::vector<std::string>& crash_points() {
       "after-id-maps",
       "after-go",
       "after-network-attach",
+      "after-namespaces",
       "after-exec-socket",
       "after-registry-write",
       "after-release",
@@ -557,6 +560,10 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // cgroup; one made here would be rooted at the supervisor's.
   args.flags =
       (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
+  // The child makes its own network namespace, off our path (see child_main), unless it is
+  // bridged: its veth is moved in as soon as 'C' is sent.
+  plan->own_netns = !bridged;
+  if (plan->own_netns) args.flags &= ~std::uint64_t{CLONE_NEWNET};
   if (cg && cg->clone_fd() >= 0) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());
@@ -611,6 +618,9 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     crash_point("after-network-attach");
   }
 
+  wait_child_namespaces(sock.get(), sigfd.get());
+  crash_point("after-namespaces");
+
   // `stockade exec` can reach the jail from the moment its registry entry exists.
   std::optional<detail::ExecRelay> relay;
   if (!reg_dir.empty()) {
@@ -629,7 +639,6 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     rec.uid = spec.uid;
     rec.gid = spec.gid;
     rec.rootless = rootless;
-    if (plan->unshare_cgroupns) wait_child_cgroup_ns(pid);
     rec.audit_id = audit_id;
     rec.namespaces = namespace_inodes(pid);
     rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
