@@ -117,9 +117,13 @@ Result<void> write_id_maps(pid_t pid, const policy::JailSpec& spec, uid_t host_u
 
 std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
   std::map<std::string, std::uint64_t> out;
+  // One lookup of /proc/PID/ns, not seven: each path walk through /proc/PID checks access.
+  UniqueFd dir{
+      sys::open(fmt::format("/proc/{}/ns", pid).c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC)};
+  if (!dir) return out;
   for (const char* ns : {"user", "mnt", "pid", "net", "ipc", "uts", "cgroup"}) {
     struct stat st;
-    if (::stat(fmt::format("/proc/{}/ns/{}", pid, ns).c_str(), &st) == 0) out[ns] = st.st_ino;
+    if (::fstatat(dir.get(), ns, &st, 0) == 0) out[ns] = st.st_ino;
   }
   return out;
 }
@@ -407,8 +411,8 @@ const std::vector<std::string>& crash_points() {
       "after-id-maps",
       "after-go",
       "after-network-attach",
-      "after-namespaces",
       "after-exec-socket",
+      "after-namespaces",
       "after-registry-write",
       "after-release",
       "during-watch",
@@ -618,19 +622,16 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     crash_point("after-network-attach");
   }
 
-  wait_child_namespaces(sock.get(), sigfd.get());
-  crash_point("after-namespaces");
-
   // `stockade exec` can reach the jail from the moment its registry entry exists.
   std::optional<detail::ExecRelay> relay;
   if (!reg_dir.empty()) {
     relay.emplace(TRY(detail::ExecRelay::listen(reg_dir, id, sock.get())));
     crash_point("after-exec-socket");
   }
-  // The registry entry exists before the workload starts (the child waits for 'X').
-  std::optional<common::registry::Entry> entry;
+  // The registry entry exists before the workload starts (the child waits for 'X'). All of it
+  // but the namespaces is ready before the child says they are final.
+  common::registry::JailRecord rec;
   if (!reg_dir.empty()) {
-    common::registry::JailRecord rec;
     rec.id = id;
     rec.supervisor_pid = ::getpid();
     rec.init_pid = pid;
@@ -640,7 +641,6 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     rec.gid = spec.gid;
     rec.rootless = rootless;
     rec.audit_id = audit_id;
-    rec.namespaces = namespace_inodes(pid);
     rec.started_unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
@@ -661,6 +661,12 @@ Result<Outcome> run(const policy::JailSpec& spec) {
       rec.cgroup_version = cgroup::version_name(cg->plan().version);
       rec.cgroups = cg->plan().dirs;
     }
+  }
+  wait_child_namespaces(sock.get(), sigfd.get());
+  crash_point("after-namespaces");
+  std::optional<common::registry::Entry> entry;
+  if (!reg_dir.empty()) {
+    rec.namespaces = namespace_inodes(pid);
     TRY_CTX(common::registry::write(reg_dir, rec), "registry");
     entry.emplace(reg_dir, id);
   }
