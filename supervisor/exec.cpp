@@ -17,6 +17,7 @@
 #include "common/registry.hpp"
 #include "common/sys.hpp"
 #include "supervisor/detail/exec_relay.hpp"
+#include "supervisor/detail/signals.hpp"
 #include "supervisor/supervisor.hpp"
 
 namespace supervisor {
@@ -244,23 +245,6 @@ void ExecRelay::jail_ended() {
 
 namespace {
 
-// The signals a terminal user sends to what runs in the foreground: passed on to the command.
-class ForwardedSignals {
- public:
-  ForwardedSignals() {
-    sigemptyset(&set_);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGQUIT}) sigaddset(&set_, s);
-    ::sigprocmask(SIG_BLOCK, &set_, &old_);
-    fd_.reset(::signalfd(-1, &set_, SFD_CLOEXEC | SFD_NONBLOCK));
-  }
-  ~ForwardedSignals() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
-  int fd() const { return fd_.get(); }
-
- private:
-  sigset_t set_, old_;
-  UniqueFd fd_;
-};
-
 int exit_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -325,12 +309,14 @@ Result<Outcome> exec(const std::string& id, const std::vector<std::string>& argv
       stdio[i] = null_fd.get();
     }
   }
-  ForwardedSignals signals;
-  if (signals.fd() < 0) return fail(errno, "exec: signalfd");
+  // The signals a terminal user sends to what runs in the foreground: passed on to the command.
+  detail::BlockedSignals signals{SIGTERM, SIGINT, SIGHUP, SIGQUIT};
+  UniqueFd sigfd = signals.signalfd();
+  if (!sigfd) return fail(errno, "exec: signalfd");
   if (!detail::send_with_fds(conn.get(), payload.data(), payload.size(), stdio, 3))
     return fail(errno, "exec: send the command to jail '{}'", id);
 
-  struct pollfd fds[2] = {{conn.get(), POLLIN, 0}, {signals.fd(), POLLIN, 0}};
+  struct pollfd fds[2] = {{conn.get(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
   for (;;) {
     if (::poll(fds, 2, -1) < 0) {
       if (errno == EINTR) continue;
@@ -338,7 +324,7 @@ Result<Outcome> exec(const std::string& id, const std::vector<std::string>& argv
     }
     if (fds[1].revents & POLLIN) {
       struct signalfd_siginfo si;
-      while (sys::read(signals.fd(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
+      while (sys::read(sigfd.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
         detail::ExecMessage sig;
         sig.kind = detail::ExecMessage::kSignal;
         sig.sig = static_cast<std::int32_t>(si.ssi_signo);

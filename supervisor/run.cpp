@@ -26,6 +26,7 @@
 #include "supervisor/detail/exec_relay.hpp"
 #include "supervisor/detail/lease.hpp"
 #include "supervisor/detail/plan.hpp"
+#include "supervisor/detail/signals.hpp"
 #include "supervisor/detail/skeleton.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -76,20 +77,6 @@ class ChildGuard {
 
 // Blocks the signals the supervisor handles (they are read from a signalfd) and restores the
 // caller's mask on the way out.
-class SignalBlock {
- public:
-  SignalBlock() {
-    sigemptyset(&set_);
-    for (int s : {SIGTERM, SIGINT, SIGHUP, SIGCHLD}) sigaddset(&set_, s);
-    ::sigprocmask(SIG_BLOCK, &set_, &old_);
-  }
-  ~SignalBlock() { ::sigprocmask(SIG_SETMASK, &old_, nullptr); }
-  const sigset_t& set() const { return set_; }
-
- private:
-  sigset_t set_, old_;
-};
-
 std::string new_jail_id() {
   unsigned char b[6] = {};
   (void)sys::getrandom(b, sizeof b);  // a failed pool still gives a usable (if guessable) id
@@ -436,7 +423,7 @@ void prefetch_skeleton() {
 Result<Outcome> run(const policy::JailSpec& spec) {
   // From here on SIGTERM/SIGINT/SIGHUP are read from a signalfd, so they end the jail through
   // the normal path and every guard below still runs.
-  SignalBlock signals;
+  detail::BlockedSignals signals{SIGTERM, SIGINT, SIGHUP, SIGCHLD};
   const bool rootless = ::geteuid() != 0;
   const bool bridged = spec.net == policy::NetMode::kBridge;
   if (bridged && rootless)
@@ -485,7 +472,7 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   }
   plan->unshare_cgroupns = cg_request.has_value();
 
-  UniqueFd sigfd{::signalfd(-1, &signals.set(), SFD_CLOEXEC | SFD_NONBLOCK)};
+  UniqueFd sigfd = signals.signalfd();
   if (!sigfd) return fail(errno, "signalfd");
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
