@@ -335,55 +335,6 @@ void bring_up_loopback(const ChildPlan& plan) {
   ::close(s);
 }
 
-// The jail's network namespace is made by a helper process while the child goes on: creating
-// one is 0.45 ms of work in the kernel on the test VM, and loopback 0.13 ms more, which as the
-// child's own steps (or clone3's) would lie on the launch's path. The helper shares our memory
-// and fd table; it is pid 2 of the jail, ends before anything of the jail's runs, and gives pid
-// 2 back (ns_last_pid) for the workload.
-alignas(64) char g_netns_stack[16 * 1024];
-pid_t g_netns_pid = -1;
-int g_netns_fd = -1;     // written by the helper: the new namespace
-int g_last_pid_fd = -1;  // /proc/sys/kernel/ns_last_pid, opened while the host's /proc is ours
-
-// async-signal-safe. The helper. It shares our errno (no TLS of its own): only a failure writes
-// it, and a failure ends the launch either way.
-int make_netns(void* arg) {
-  const ChildPlan& plan = *static_cast<const ChildPlan*>(arg);
-  check(plan, ::unshare(CLONE_NEWNET) == 0, Step::kNetns);
-  if (plan.loopback_up) bring_up_loopback(plan);
-  int fd = sys::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  check(plan, fd >= 0, Step::kNetns);
-  g_netns_fd = fd;
-  return 0;
-}
-
-// async-signal-safe. Starts the helper: we hold every capability in our user namespace, which
-// will own the network namespace, so it needs no id map.
-void start_netns_helper(ChildPlan& plan) {
-  g_last_pid_fd = sys::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
-  g_netns_pid = ::clone(make_netns, g_netns_stack + sizeof g_netns_stack,
-                        CLONE_VM | CLONE_FILES | SIGCHLD, &plan);
-  check(plan, g_netns_pid > 0, Step::kNetns);
-}
-
-// async-signal-safe. Waits for the helper and joins its network namespace.
-void enter_netns(const ChildPlan& plan) {
-  int st = 0;
-  pid_t r = sys::waitpid(g_netns_pid, &st, 0);
-  if (r != g_netns_pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-    if (r == g_netns_pid && WIFEXITED(st) && WEXITSTATUS(st) == 125) ::_exit(125);  // reported
-    report_failure(plan, Step::kNetns, -1, r < 0 ? errno : ECHILD);
-  }
-  check(plan, ::setns(g_netns_fd, CLONE_NEWNET) == 0, Step::kNetns);
-  ::close(g_netns_fd);
-  // The helper's pid is free again: the next process of the jail (the workload) gets 2, as it
-  // would have without the helper. Cosmetic, so a refusal is ignored.
-  if (g_last_pid_fd >= 0) {
-    (void)sys::write(g_last_pid_fd, "1", 1);
-    ::close(g_last_pid_fd);
-  }
-}
-
 // async-signal-safe. Waits for 'C' (the jail's cgroup is ready) and writes "0" to each `tasks`
 // fd it carries (v1; none on v2), which moves this single-threaded process into that hierarchy.
 void join_cgroup(const ChildPlan& plan) {
@@ -659,9 +610,6 @@ void child_main(ChildPlan& plan) {
   if (plan.sock > 3) (void)sys::close_range(3, static_cast<unsigned>(plan.sock) - 1, 0);
   (void)sys::close_range(static_cast<unsigned>(plan.sock) + 1, ~0U, 0);
   (void)::setsid();
-  // Unless clone3 made it (a bridged jail's, which the supervisor wires up once it has sent
-  // 'C'), the network namespace is made beside everything below, up to the root's building.
-  if (plan.own_netns) start_netns_helper(plan);
   // The jail's audit id. Opened now, while we are still the supervisor's uid and dumpable (a
   // non-dumpable task's /proc/self files belong to root, and after the uid change we are no
   // longer root): the number written later is read in the opener's user namespace, this one,
@@ -703,14 +651,11 @@ void child_main(ChildPlan& plan) {
   // Rooted where we are now: the jail's cgroup. Needs CAP_SYS_ADMIN in our user namespace,
   // which we still hold (the uid change kept it, see the securebits above).
   if (plan.unshare_cgroupns) check(plan, ::unshare(CLONE_NEWCGROUP) == 0, Step::kCgroupNs);
-  build_root(plan);
-  if (plan.own_netns)
-    enter_netns(plan);
-  else if (plan.loopback_up)
-    bring_up_loopback(plan);
-  // Our namespaces are final: the supervisor records them in the registry.
+  // Our namespaces are final: the supervisor records them in the registry while we build.
   (void)::send(plan.sock, "N", 1, MSG_NOSIGNAL);
+  build_root(plan);
   check(plan, ::sethostname(plan.hostname.data(), plan.hostname.size()) == 0, Step::kHostname);
+  if (plan.loopback_up) bring_up_loopback(plan);
   for (size_t i = 0; i < plan.rlimits.size(); ++i) {
     struct rlimit rl = {plan.rlimits[i].soft, plan.rlimits[i].hard};
     check(plan, ::setrlimit(static_cast<__rlimit_resource>(plan.rlimits[i].resource), &rl) == 0,
@@ -797,8 +742,6 @@ const char* step_name(Step s) {
       return "set the jail's audit id (loginuid)";
     case Step::kCgroupJoin:
       return "join the jail's cgroup";
-    case Step::kNetns:
-      return "make the jail's network namespace";
   }
   return "setup";
 }

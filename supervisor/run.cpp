@@ -115,10 +115,10 @@ std::map<std::string, std::uint64_t> namespace_inodes(pid_t pid) {
   return out;
 }
 
-// The child says 'N' once its namespaces are final: its network namespace (unless clone3 made
-// it) and, with a cgroup, its cgroup namespace, made once it is inside the jail's cgroup. The
-// registry records those. A child that failed first sends its report instead, which is left for
-// watch_jail, as is a signal for us (it ends the wait: the jail is torn down from there).
+// The child says 'N' once its namespaces are final: with a cgroup, it makes its cgroup
+// namespace itself, once it is inside the jail's cgroup. The registry records them. A child that
+// failed first sends its report instead, which is left for watch_jail, as is a signal for us (it
+// ends the wait: the jail is torn down from there).
 void wait_child_namespaces(int sock, int sigfd) {
   struct pollfd fds[2] = {{sock, POLLIN, 0}, {sigfd, POLLIN, 0}};
   while (::poll(fds, 2, -1) < 0 && errno == EINTR) {
@@ -551,10 +551,6 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   // cgroup; one made here would be rooted at the supervisor's.
   args.flags =
       (cg_request ? kNamespaces & ~std::uint64_t{CLONE_NEWCGROUP} : kNamespaces) | CLONE_PIDFD;
-  // The child makes its own network namespace, off our path (see child_main), unless it is
-  // bridged: its veth is moved in as soon as 'C' is sent.
-  plan->own_netns = !bridged;
-  if (plan->own_netns) args.flags &= ~std::uint64_t{CLONE_NEWNET};
   if (cg && cg->clone_fd() >= 0) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<std::uint64_t>(cg->clone_fd());

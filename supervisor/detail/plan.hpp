@@ -51,7 +51,6 @@ enum class Step : std::int32_t {
   kCgroupNs,
   kLoginuid,
   kCgroupJoin,
-  kNetns,
 };
 const char* step_name(Step s);
 
@@ -126,7 +125,6 @@ struct ChildPlan {
   // The supervisor moved the child into the jail's cgroup before 'G': a cgroup namespace made
   // now is rooted there (one made by clone3 would be rooted at the supervisor's cgroup).
   bool unshare_cgroupns = false;
-  bool own_netns = false;  // the child makes its network namespace (else clone3 made it)
   std::vector<std::string> argv_store, env_store, path_dirs;
   std::vector<char*> argv, envp;  // NULL-terminated views of the stores
   int sock = -1;                  // the child's end of the sync socket
