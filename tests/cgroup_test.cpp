@@ -317,6 +317,17 @@ TEST_CASE("a root jail gets the default pids limit and its cgroup is listed in t
   REQUIRE(::stat("/proc/self/ns/cgroup", &host_ns) == 0);
   CHECK(j["namespaces"]["cgroup"].get<std::uint64_t>() == jail_ns.st_ino);
   CHECK(jail_ns.st_ino != host_ns.st_ino);
+  // And every other namespace it records is the jail's, none the host's.
+  for (const char* ns : {"user", "mnt", "pid", "net", "ipc", "uts"}) {
+    INFO(ns);
+    struct stat jail_st {
+    }, host_st{};
+    REQUIRE(::stat(("/proc/" + std::to_string(jail->init_pid) + "/ns/" + ns).c_str(), &jail_st) ==
+            0);
+    REQUIRE(::stat((std::string("/proc/self/ns/") + ns).c_str(), &host_st) == 0);
+    CHECK(j["namespaces"][ns].get<std::uint64_t>() == jail_st.st_ino);
+    CHECK(jail_st.st_ino != host_st.st_ino);
+  }
   std::string pids_dir;
   for (auto& d : dirs)
     if (std::filesystem::exists(d + "/pids.max")) pids_dir = d;
