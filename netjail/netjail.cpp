@@ -178,6 +178,7 @@ std::string lease_text(const JailRules& j, const std::string& bridge) {
                         {"ll6", j.ll6.str()},
                         {"publish", pub},
                         {"peers", peers},
+                        {"flat", j.flat},  // its policy is set elements, found by their comments
                         {"supervisor", ::getpid()}};
   return doc.dump() + "\n";
 }
@@ -206,6 +207,9 @@ std::optional<std::pair<JailRules, std::string>> parse_lease(const std::string& 
     for (const auto& p : doc.at("publish"))
       j.publish.push_back(
           {p.at(0).get<int>(), p.at(1).get<std::uint16_t>(), p.at(2).get<std::uint16_t>()});
+    j.policy_known = false;                 // the rules are not in the lease
+    j.mark_element = doc.contains("flat");  // not in the leases of a stockade before layout 4
+    j.flat = doc.value("flat", false);
     j.peers_known = doc.contains("peers");  // not in the leases of an older stockade
     if (j.peers_known)
       for (const auto& p : doc.at("peers")) {
@@ -384,6 +388,9 @@ Result<Jail> reserve(const policy::JailSpec& spec, const std::string& id, std::u
   }
   for (const auto& p : d.pol.publish)
     j.publish.push_back({p.proto == "udp" ? IPPROTO_UDP : IPPROTO_TCP, p.host_port, p.jail_port});
+  // Rules that are all exact keys need no chain of their own: adding a chain makes the kernel
+  // validate every jail chain again, adding set elements does not.
+  j.flat = flat_policy(j);
   TRY(write_all_at(d.lease.fd.get(), lease_text(j, d.pol.bridge)));
 
   d.files.hosts = fmt::format(
@@ -519,14 +526,14 @@ Result<std::vector<std::string>> remove_idle_bridges(const BridgeGcOptions& opts
     (void)::rmdir(dir.c_str());  // a jail that opened the lock file meanwhile recreates it
   }
   // No bridge left means no jail: each holds its bridge's state directory from before it touches
-  // the tables until after it has left them. Any chain still there lost its lease (a lease file
-  // removed by hand): it goes with the tables.
+  // the tables until after it has left them. Any jail's objects still there lost their lease (a
+  // lease file removed by hand): they go with the tables.
   if (!opts.dry_run && dir_entries(opts.state_dir).empty() && TRY(base_exists(nft))) {
     auto ids = TRY(jail_ids(nft));
     TRY(delete_base(nft));
     out.push_back(ids.empty() ? std::string("nftables tables inet stockade, bridge stockade_l2")
                               : fmt::format("nftables tables inet stockade, bridge stockade_l2 "
-                                            "(with {} orphaned jail chain{})",
+                                            "(with the objects of {} orphaned jail{})",
                                             ids.size(), ids.size() == 1 ? "" : "s"));
   }
   return out;

@@ -256,12 +256,27 @@ class Rule {
 
 // ---- batches -------------------------------------------------------------------------------
 
+// A stateful expression every element of a set gets a copy of: a counter, or the rate limit of
+// a jail's denied-packet log (5/s, burst 10, as a jail chain's log rule has).
+enum class PerElement { kNothing, kCounter, kLogLimit };
+
 struct SetDef {
   const char* name;
   std::uint32_t key_type, key_len;
   std::uint32_t data_type = 0, data_len = 0;  // a map if data_type
   std::uint32_t key_order = kHostOrder, data_order = kHostOrder;
+  PerElement per_element = PerElement::kNothing;
+  const char* comment = nullptr;
 };
+
+nftnl_expr* log_limit_expr() {
+  nftnl_expr* e = nftnl_expr_alloc("limit");
+  nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_RATE, 5);
+  nftnl_expr_set_u64(e, NFTNL_EXPR_LIMIT_UNIT, 1);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_BURST, 10);
+  nftnl_expr_set_u32(e, NFTNL_EXPR_LIMIT_TYPE, NFT_LIMIT_PKTS);
+  return e;
+}
 
 class Batch {
  public:
@@ -308,14 +323,22 @@ class Batch {
       if (d.data_type != NFT_DATA_VERDICT)
         nftnl_udata_put_u32(u.get(), NFTNL_UDATA_SET_DATABYTEORDER, d.data_order);
     }
+    if (d.comment)
+      nftnl_udata_put_strz(
+          u.get(), NFTNL_UDATA_SET_COMMENT,
+          std::string(d.comment).substr(0, NFTNL_UDATA_COMMENT_MAXLEN - 1).c_str());
+    if (d.per_element == PerElement::kCounter)
+      nftnl_set_add_expr(s.get(), nftnl_expr_alloc("counter"));
+    if (d.per_element == PerElement::kLogLimit) nftnl_set_add_expr(s.get(), log_limit_expr());
     nftnl_set_set_data(s.get(), NFTNL_SET_USERDATA, nftnl_udata_buf_data(u.get()),
                        nftnl_udata_buf_len(u.get()));
     nftnl_set_nlmsg_build_payload(
         hdr(NFT_MSG_NEWSET, family, NLM_F_CREATE | flags, fmt::format("set {}", d.name)), s.get());
     next();
   }
+  // A chain that exists already fails the batch, unless excl is false (then it is left as is).
   void chain(int family, const char* table, const std::string& name, const std::string& comment,
-             int hook = -1, int prio = 0, const char* type = "filter") {
+             int hook = -1, int prio = 0, const char* type = "filter", bool excl = true) {
     ChainPtr c{nftnl_chain_alloc()};
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, table);
     nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
@@ -330,7 +353,8 @@ class Batch {
       nftnl_chain_set_data(c.get(), NFTNL_CHAIN_USERDATA, nftnl_udata_buf_data(u.get()),
                            nftnl_udata_buf_len(u.get()));
     nftnl_chain_nlmsg_build_payload(
-        hdr(NFT_MSG_NEWCHAIN, family, NLM_F_CREATE | NLM_F_EXCL, "chain " + name), c.get());
+        hdr(NFT_MSG_NEWCHAIN, family, NLM_F_CREATE | (excl ? NLM_F_EXCL : 0), "chain " + name),
+        c.get());
     next();
   }
   void flush_chain(int family, const char* table, const std::string& name) {
@@ -382,7 +406,9 @@ class Batch {
     nftnl_set_elem_add(s.get(), e);
     nftnl_set_elems_nlmsg_build_payload(
         hdr(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM, family,
-            add ? NLM_F_CREATE | (excl_ ? NLM_F_EXCL : 0) : 0, fmt::format("element of {}", set)),
+            add ? NLM_F_CREATE | (excl_ ? NLM_F_EXCL : 0) : 0,
+            add && !jump_to.empty() ? fmt::format("element of {} (jump {})", set, jump_to)
+                                    : fmt::format("element of {}", set)),
         s.get());
     next();
     object_done();
@@ -393,6 +419,13 @@ class Batch {
   // Whether adding an element that is already there fails the batch (it does by default).
   void elements_exclusive(bool excl) { excl_ = excl; }
   std::size_t messages() const { return what_.size(); }
+  // What each message so far does, in order ("rule in from_jails", "element of egress (jump
+  // jail_<id>)").
+  std::vector<std::string> described() const {
+    std::vector<std::string> out;
+    for (const auto& [seq, what] : what_) out.push_back(what);
+    return out;
+  }
 
   // Sends the batch; the kernel applies all of it or none. Returns the first error, naming the
   // message that failed.
@@ -484,9 +517,177 @@ struct Key {
     std::uint16_t be = htons(p);
     return bytes(&be, 2);
   }
+  bool operator==(const Key& o) const { return len == o.len && std::memcmp(b, o.b, len) == 0; }
 };
 
 constexpr int kInet = NFPROTO_INET, kBridge = NFPROTO_BRIDGE;
+
+// ---- flat jails ----------------------------------------------------------------------------
+// A jail whose rules are all exact keys (flat_policy) has no chain and no jump element: each of
+// its rules is an element of a hash set keyed by its mark, with a counter of its own and a
+// comment naming the jail and the rule ("jail <id> <n>: <rule>", n its place among the rules of
+// a jail chain), and the one shared chain flat_egress looks them up in a jail chain's order.
+// The kernel validates every chain reachable from a base chain on each commit that adds a rule
+// or a jump element, but not for set elements without a verdict, so adding or removing such a
+// jail costs the same with any number of jails loaded; the lookups are hash lookups, so neither
+// does a packet.
+constexpr const char* kFlatChain = "flat_egress";
+constexpr std::uint32_t kReg32_00 = NFT_REG32_00, kReg32_02 = NFT_REG32_02;
+constexpr std::uint32_t kReg32_03 = NFT_REG32_03, kReg32_05 = NFT_REG32_05;
+
+// The flat sets: [0, kFlatCounted) have a counter per element (a rule's), then the log limits.
+constexpr const char* kFlatSets[] = {"flat_dns4",  "flat_dns6",   "flat_dns_drop", "flat_port4",
+                                     "flat_port6", "flat_proto4", "flat_proto6",   "flat_host4",
+                                     "flat_host6", "flat_denied", "flat_log"};
+constexpr std::size_t kFlatCounted = 10;
+
+bool single_port(const Allow& a) {
+  return (a.proto == IPPROTO_TCP || a.proto == IPPROTO_UDP) && a.port_first == a.port_last;
+}
+
+// A rule's set and key, if it has one: one host, and one port or all (ports only count for TCP
+// and UDP, as in a jail chain).
+std::optional<std::pair<const char*, Key>> flat_key(const Allow& a, std::uint32_t mark, bool dns) {
+  if (a.net.prefix != a.net.max_prefix()) return std::nullopt;
+  bool v4 = a.net.family == AF_INET;
+  Key k = Key().u32(mark).addr(a.net);
+  if (dns) {  // before the DNS drop: only a resolver's port fits there
+    if (!single_port(a)) return std::nullopt;
+    return std::pair{v4 ? "flat_dns4" : "flat_dns6", k.proto(a.proto).port(a.port_first)};
+  }
+  if (single_port(a))
+    return std::pair{v4 ? "flat_port4" : "flat_port6", k.proto(a.proto).port(a.port_first)};
+  bool ports = a.proto == IPPROTO_TCP || a.proto == IPPROTO_UDP;
+  if (ports && (a.port_first != 0 || a.port_last != 65535)) return std::nullopt;  // a range
+  if (a.proto) return std::pair{v4 ? "flat_proto4" : "flat_proto6", k.proto(a.proto)};
+  return std::pair{v4 ? "flat_host4" : "flat_host6", k};
+}
+
+struct FlatElement {
+  std::string set;
+  Key key;
+  std::string comment;
+};
+
+// The elements of a flat jail, from its rules.
+std::vector<FlatElement> flat_elements(const JailRules& j) {
+  std::vector<FlatElement> out;
+  const Key mark = Key().u32(j.mark);
+  std::size_t n = 0;
+  auto tag = [&](const std::string& rule) {
+    return fmt::format("jail {} {}: {}", j.id, n++, rule);
+  };
+  auto rule = [&](std::size_t i) {
+    auto [set, key] = *flat_key(j.allow[i], j.mark, i < j.dns_rules);
+    std::string comment = tag(j.allow[i].why);
+    // The same key twice (a rule repeated): the first has the element, as in a chain the
+    // first of two equal rules counts every packet.
+    if (std::none_of(out.begin(), out.end(),
+                     [&](const FlatElement& e) { return e.set == set && e.key == key; }))
+      out.push_back({set, key, comment});
+  };
+  for (std::size_t i = 0; i < j.dns_rules && i < j.allow.size(); ++i) rule(i);
+  out.push_back({"flat_dns_drop", mark, tag("DNS only to the configured resolvers")});
+  for (std::size_t i = j.dns_rules; i < j.allow.size(); ++i) rule(i);
+  if (j.log_denied)
+    out.push_back({"flat_log", mark, fmt::format("jail {}: log denied (rate-limited)", j.id)});
+  out.push_back({"flat_denied", mark, tag("denied")});
+  return out;
+}
+
+// True if comment is one of jail id's ("jail <id>", "jail <id> 3: ...", "jail <id>: ...").
+bool names_jail(const std::string& comment, const std::string& id) {
+  std::string tag = "jail " + id;
+  return comment.starts_with(tag) &&
+         (comment.size() == tag.size() || comment[tag.size()] == ' ' || comment[tag.size()] == ':');
+}
+
+// What layout 4 added to the inet table: the marks of running jails, and the flat sets.
+void layout4_sets(Batch& b) {
+  const char* t = kInetTable;
+  using enum PerElement;
+  const std::uint32_t mark4 = concat(kTypeMark, kTypeIpv4), mark6 = concat(kTypeMark, kTypeIpv6);
+  const std::uint32_t port4 = concat(concat(mark4, kTypeProto), kTypeService);
+  const std::uint32_t port6 = concat(concat(mark6, kTypeProto), kTypeService);
+  b.set(kInet, t,
+        {"marks", kTypeMark, 4, 0, 0, kHostOrder, kHostOrder, kNothing,
+         "every jail's mark: one a crash left refuses a new jail that leased it, until gc"});
+  auto set = [&](const char* name, std::uint32_t type, std::uint32_t len, PerElement per,
+                 const char* comment) {
+    std::uint32_t order = type == kTypeMark ? kHostOrder : kNetOrder;
+    b.set(kInet, t, {name, type, len, 0, 0, order, kHostOrder, per, comment});
+  };
+  const char* kPort = "flat jails: host . protocol . port allowed, an element per rule";
+  const char* kProto = "flat jails: host . protocol allowed (any port), an element per rule";
+  const char* kHost = "flat jails: host allowed (any protocol), an element per rule";
+  set("flat_dns4", port4, 16, kCounter, "flat jails: DNS to their resolvers");
+  set("flat_dns6", port6, 28, kCounter, "flat jails: DNS to their resolvers");
+  set("flat_dns_drop", kTypeMark, 4, kCounter,
+      "flat jails: DNS to anything but their resolvers is dropped");
+  set("flat_port4", port4, 16, kCounter, kPort);
+  set("flat_port6", port6, 28, kCounter, kPort);
+  set("flat_proto4", concat(mark4, kTypeProto), 12, kCounter, kProto);
+  set("flat_proto6", concat(mark6, kTypeProto), 24, kCounter, kProto);
+  set("flat_host4", mark4, 8, kCounter, kHost);
+  set("flat_host6", mark6, 20, kCounter, kHost);
+  set("flat_denied", kTypeMark, 4, kCounter, "flat jails: everything else is dropped");
+  set("flat_log", kTypeMark, 4, kLogLimit, "flat jails: denied packets logged, 5/s per jail");
+}
+
+// The shared chain that evaluates every flat jail's policy, in a jail chain's order: its
+// resolvers, the DNS drop, its hosts (port, protocol, any), the log and the final drop. A mark
+// of no flat jail matches none and returns. The counted lookup is the last match of each rule:
+// an element counts when its key matches, whatever follows.
+void flat_rules(Batch& b) {
+  const char* t = kInetTable;
+  const std::string c = kFlatChain;
+  // mark . daddr [. l4proto [. dport]] from register 32_00 on.
+  auto key = [&](bool v4, int parts) {
+    Rule r(kInet, t, c);
+    r.nfproto(v4 ? NFPROTO_IPV4 : NFPROTO_IPV6).meta(NFT_META_MARK, kReg32_00);
+    r.payload(NFT_PAYLOAD_NETWORK_HEADER, v4 ? 16 : 24, v4 ? 4 : 16, kReg32_01);
+    if (parts >= 3) r.meta(NFT_META_L4PROTO, v4 ? kReg32_02 : kReg32_05);
+    if (parts >= 4) r.payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, v4 ? kReg32_03 : kReg32_06);
+    return r;
+  };
+  for (bool v4 : {true, false})
+    b.rule(key(v4, 4)
+               .lookup(v4 ? "flat_dns4" : "flat_dns6", kReg32_00)
+               .accept()
+               .comment("a resolver of the jail's"));
+  b.rule(Rule(kInet, t, c)
+             .meta(NFT_META_L4PROTO, kReg1)
+             .payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, kReg32_01)
+             .lookup("dns_ports", kReg1)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("flat_dns_drop", kReg1)
+             .drop()
+             .comment("DNS only to the configured resolvers"));
+  for (bool v4 : {true, false}) {
+    b.rule(key(v4, 4)
+               .lookup(v4 ? "flat_port4" : "flat_port6", kReg32_00)
+               .accept()
+               .comment("a host . protocol . port the jail may reach"));
+    b.rule(key(v4, 3)
+               .lookup(v4 ? "flat_proto4" : "flat_proto6", kReg32_00)
+               .accept()
+               .comment("a host . protocol the jail may reach"));
+    b.rule(key(v4, 2)
+               .lookup(v4 ? "flat_host4" : "flat_host6", kReg32_00)
+               .accept()
+               .comment("a host the jail may reach"));
+  }
+  b.rule(Rule(kInet, t, c)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("flat_log", kReg1)
+             .log_audit()
+             .comment("log denied (the element's limit: per jail)"));
+  b.rule(Rule(kInet, t, c)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("flat_denied", kReg1)
+             .drop()
+             .comment("denied"));
+}
 
 // What a jail sends through the host. Its own function: tables of the first layout get these
 // rules replaced in place (upgrade_layout).
@@ -544,15 +745,54 @@ void from_jails_rules(Batch& b) {
              .meta(NFT_META_MARK, kReg1)
              .lookup("egress", kReg1, kVerdict)
              .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, fj)
+             .verdict(NFT_JUMP, kFlatChain)
+             .comment("the egress policy of a jail without a chain"));
   b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+}
+
+// Jails reaching the host itself (any of its addresses): only what their policy allows. Its own
+// function, as from_jails: tables of layout 3 and older get it in place.
+void input_rules(Batch& b) {
+  const char* t = kInetTable;
+  const std::string in = "input";
+  b.rule(Rule(kInet, t, in).ifname(NFT_META_IIFNAME, "bridges", true).accept());
+  b.rule(
+      Rule(kInet, t, in)
+          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
+          .accept());
+  b.rule(Rule(kInet, t, in).ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT).counter().drop());
+  b.rule(
+      Rule(kInet, t, in).icmp_type(NFPROTO_IPV6, 135).accept().comment("neighbour solicitation"));
+  b.rule(
+      Rule(kInet, t, in).icmp_type(NFPROTO_IPV6, 136).accept().comment("neighbour advertisement"));
+  b.rule(Rule(kInet, t, in)
+             .icmp_type(NFPROTO_IPV4, 8)
+             .limit_per_second(10, 5)
+             .accept()
+             .comment("ping the gateway"));
+  b.rule(Rule(kInet, t, in)
+             .icmp_type(NFPROTO_IPV6, 128)
+             .limit_per_second(10, 5)
+             .accept()
+             .comment("ping the gateway"));
+  b.rule(Rule(kInet, t, in)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1, kVerdict)
+             .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, in)
+             .verdict(NFT_JUMP, kFlatChain)
+             .comment("the egress policy of a jail without a chain"));
+  b.rule(Rule(kInet, t, in).counter().drop().comment("jail to host"));
 }
 
 // The layout's version is in the table's comment: tables made by a stockade whose chains fit
 // together differently are refused rather than mixed with this one's.
 constexpr const char* kInetComment =
-    "stockade: per-jail egress policy, NAT and published ports (layout 3)";
-// Tables of an older layout, upgraded in place, have this (empty) set; their comment is older.
-constexpr const char* kLayoutSet = "layout_3";
+    "stockade: per-jail egress policy, NAT and published ports (layout 4)";
+// Tables of an older layout, upgraded in place, have this (empty) set; their comment is older
+// (the kernel keeps a table's first comment).
+constexpr const char* kLayoutSet = "layout_4";
 
 // What layout 3 added to the inet table: the DNS ports a jail chain drops in one rule, and the
 // peers of jails whose peers are single hosts (receiver address . sender address).
@@ -577,6 +817,7 @@ void inet_base(Batch& b) {
   b.set(kInet, t, {"peer4", kTypeIpv4, 4, NFT_DATA_VERDICT, 0, kNetOrder});
   b.set(kInet, t, {"peer6", kTypeIpv6, 16, NFT_DATA_VERDICT, 0, kNetOrder});
   layout3_sets(b);
+  layout4_sets(b);
   b.set(kInet, t,
         {"publish4", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv4, kTypeService), 8,
          kNetOrder, kNetOrder});
@@ -584,6 +825,8 @@ void inet_base(Batch& b) {
         {"publish6", concat(kTypeProto, kTypeService), 8, concat(kTypeIpv6, kTypeService), 20,
          kNetOrder, kNetOrder});
 
+  b.chain(kInet, t, kFlatChain, "the egress policy of every jail without a chain of its own");
+  flat_rules(b);
   b.chain(kInet, t, "from_jails", "traffic a jail sends through the host");
   b.chain(kInet, t, "to_jails", "traffic towards a jail from elsewhere");
   b.chain(kInet, t, "forward", "", NF_INET_FORWARD, 0);
@@ -603,37 +846,8 @@ void inet_base(Batch& b) {
   b.rule(Rule(kInet, t, tj).ct_any(NFT_CT_STATUS, IPS_DST_NAT).accept().comment("published port"));
   b.rule(Rule(kInet, t, tj).counter().drop().comment("unsolicited inbound"));
 
-  // Jails reaching the host itself (any of its addresses): only what their policy allows.
   b.chain(kInet, t, "input", "", NF_INET_LOCAL_IN, 0);
-  b.rule(Rule(kInet, t, "input").ifname(NFT_META_IIFNAME, "bridges", true).accept());
-  b.rule(
-      Rule(kInet, t, "input")
-          .ct_any(NFT_CT_STATE, NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED))
-          .accept());
-  b.rule(Rule(kInet, t, "input").ct_any(NFT_CT_STATE, NF_CT_STATE_INVALID_BIT).counter().drop());
-  b.rule(Rule(kInet, t, "input")
-             .icmp_type(NFPROTO_IPV6, 135)
-             .accept()
-             .comment("neighbour solicitation"));
-  b.rule(Rule(kInet, t, "input")
-             .icmp_type(NFPROTO_IPV6, 136)
-             .accept()
-             .comment("neighbour advertisement"));
-  b.rule(Rule(kInet, t, "input")
-             .icmp_type(NFPROTO_IPV4, 8)
-             .limit_per_second(10, 5)
-             .accept()
-             .comment("ping the gateway"));
-  b.rule(Rule(kInet, t, "input")
-             .icmp_type(NFPROTO_IPV6, 128)
-             .limit_per_second(10, 5)
-             .accept()
-             .comment("ping the gateway"));
-  b.rule(Rule(kInet, t, "input")
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1, kVerdict)
-             .comment("the jail's egress policy"));
-  b.rule(Rule(kInet, t, "input").counter().drop().comment("jail to host"));
+  input_rules(b);
 
   // Published ports: DNAT on any local address, from outside and from the host itself.
   b.chain(kInet, t, "prerouting_nat", "", NF_INET_PRE_ROUTING, -100, "nat");
@@ -780,12 +994,15 @@ void bridge_base(Batch& b) {
              .comment("jail to jail at layer 2"));
 }
 
-// The per-jail objects, added (add) or removed.
-void jail_objects(Batch& b, const JailRules& j, bool add) {
+// The per-jail objects, added (add) or removed; flat: a flat jail's elements (flat_elements, or
+// for a jail rebuilt from its lease, the ones found by their comments).
+void jail_objects(Batch& b, const JailRules& j, bool add, const std::vector<FlatElement>& flat) {
   const char* t = kInetTable;
   const std::string egress = egress_chain(j.id), peer = peer_chain(j.id);
   const std::string tag = "jail " + j.id;
-  if (add) {
+  Key mark = Key().u32(j.mark);
+  if (j.mark_element) b.element(add, kInet, t, "marks", mark.b, mark.len, nullptr, 0, {}, tag);
+  if (add && !j.flat) {
     b.chain(kInet, t, egress, "stockade jail " + j.id + ": egress policy");
     auto allow = [&](const Allow& a) {
       Rule r(kInet, t, egress);
@@ -827,8 +1044,9 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
                  .comment("a peer: the sender's policy decides"));
     b.rule(Rule(kInet, t, peer).counter().drop().comment("not a peer"));
   }
-  Key mark = Key().u32(j.mark);
-  b.element(add, kInet, t, "egress", mark.b, mark.len, nullptr, 0, egress, tag);
+  if (!j.flat) b.element(add, kInet, t, "egress", mark.b, mark.len, nullptr, 0, egress, tag);
+  for (const auto& e : flat)
+    b.element(add, kInet, t, e.set.c_str(), e.key.b, e.key.len, nullptr, 0, {}, e.comment);
   if (host_peers) {
     for (std::size_t i = 0; i < j.peers.size(); ++i) {
       const Addr& p = j.peers[i];
@@ -863,7 +1081,7 @@ void jail_objects(Batch& b, const JailRules& j, bool add) {
     b.element(add, kBridge, bt, "pin6", p6.b, p6.len, nullptr, 0, {}, tag);
   }
   if (!add) {
-    b.del_chain(kInet, t, egress);
+    if (!j.flat) b.del_chain(kInet, t, egress);
     if (!host_peers) b.del_chain(kInet, t, peer);
   }
 }
@@ -955,7 +1173,7 @@ Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
   if (comment == kInetComment) return {};
   // Made by a stockade of an older layout, whose jails may still run. Layout 1's peer chains jump
   // to the egress map themselves, which gives the same verdict under the current from_jails;
-  // layout 2 lacks the DNS port set.
+  // layout 2 lacks the DNS port set and peer_hosts sets.
   char buf[MNL_SOCKET_BUFFER_SIZE];
   std::uint32_t seq = s.next_seq();
   nlmsghdr* nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, kInet, NLM_F_ACK, seq);
@@ -973,11 +1191,20 @@ Result<void> upgrade_layout(NftSocket& s, const std::string& comment) {
     if (r == MNL_CB_STOP) return {};  // upgraded before
     if (r < 0) break;
   }
-  Batch b(s);
+  // Layout 3 lacks the flat sets and chain, and the jumps to it from from_jails and input; the
+  // two are rewritten whole (a batch is applied at once: no packet sees them half-made). The
+  // older jails' chains and elements are left as they are and keep their verdicts.
+  Batch b(s, 128 << 10);
   b.elements_exclusive(false);
   layout3_sets(b);
+  layout4_sets(b);
+  b.chain(kInet, kInetTable, kFlatChain, "", -1, 0, "filter", false);
+  b.flush_chain(kInet, kInetTable, kFlatChain);
+  flat_rules(b);
   b.flush_chain(kInet, kInetTable, "from_jails");
   from_jails_rules(b);
+  b.flush_chain(kInet, kInetTable, "input");
+  input_rules(b);
   b.set(kInet, kInetTable, {kLayoutSet, kTypeMark, 4}, NLM_F_EXCL);
   auto r = b.commit();
   if (!r && r.error().err == EEXIST) return {};  // another supervisor upgraded it first
@@ -1025,30 +1252,6 @@ Result<void> delete_base(NftSocket& s) {
   return {};
 }
 
-Result<void> add_jail(NftSocket& s, const JailRules& j) {
-  Batch b(s, (64 << 10) + (j.allow.size() + j.peers.size()) * 1024);
-  jail_objects(b, j, true);
-  auto r = b.commit();
-  if (!r && r.error().err == EEXIST && r.error().what.starts_with("element of publish"))
-    return fail(EADDRINUSE, "a published host port is already published by another jail");
-  return r;
-}
-
-Result<void> del_jail(NftSocket& s, const JailRules& j) {
-  {
-    Batch b(s, (64 << 10) + j.publish.size() * 1024);
-    jail_objects(b, j, false);
-    if (b.commit()) return {};
-  }
-  // Something was missing: remove what is there, one object at a time.
-  std::optional<common::Error> hard;
-  Batch b(s);
-  b.one_by_one(&hard);
-  jail_objects(b, j, false);
-  if (hard) return std::unexpected(*hard);
-  return {};
-}
-
 namespace {
 
 // Sends one dump request and calls cb for every answer message.
@@ -1074,7 +1277,130 @@ Result<void> dump(NftSocket& s, std::uint16_t type, int family, F&& build,
   }
 }
 
+// A comment from user data (a rule's, an element's: type says which).
+std::string udata_comment(const void* data, std::uint32_t len, std::uint8_t type) {
+  std::pair<std::uint8_t, std::string> want{type, {}};
+  auto cb = [](const nftnl_udata* a, void* d) -> int {
+    auto* w = static_cast<std::pair<std::uint8_t, std::string>*>(d);
+    if (nftnl_udata_type(a) == w->first && nftnl_udata_get(a))
+      w->second = static_cast<const char*>(nftnl_udata_get(a));
+    return 0;
+  };
+  if (data) nftnl_udata_parse(data, len, cb, &want);
+  return want.second;
+}
+
+struct Element {
+  Key key;
+  std::string comment;
+  std::uint64_t packets = 0, bytes = 0;  // its counter, if it has one
+};
+
+// Every element of an inet set, with its comment and counter (none if the set is missing).
+Result<std::vector<Element>> set_elements(NftSocket& s, const char* set) {
+  std::vector<Element> out;
+  auto cb = [](const nlmsghdr* nlh, void* data) -> int {
+    SetPtr st{nftnl_set_alloc()};
+    if (nftnl_set_elems_nlmsg_parse(nlh, st.get()) < 0) return MNL_CB_OK;
+    auto each = [](nftnl_set_elem* e, void* d) -> int {
+      Element el;
+      std::uint32_t len = 0;
+      const void* key = nftnl_set_elem_get(e, NFTNL_SET_ELEM_KEY, &len);
+      if (!key || len > sizeof el.key.b) return 0;
+      el.key.bytes(key, len);
+      if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_USERDATA)) {
+        const void* ud = nftnl_set_elem_get(e, NFTNL_SET_ELEM_USERDATA, &len);
+        el.comment = udata_comment(ud, len, NFTNL_UDATA_SET_ELEM_COMMENT);
+      }
+      auto expr = [](nftnl_expr* x, void* p) -> int {
+        auto* el = static_cast<Element*>(p);
+        if (std::strcmp(nftnl_expr_get_str(x, NFTNL_EXPR_NAME), "counter") == 0) {
+          el->packets = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_PACKETS);
+          el->bytes = nftnl_expr_get_u64(x, NFTNL_EXPR_CTR_BYTES);
+        }
+        return 0;
+      };
+      nftnl_set_elem_expr_foreach(e, expr, &el);
+      static_cast<std::vector<Element>*>(d)->push_back(std::move(el));
+      return 0;
+    };
+    nftnl_set_elem_foreach(st.get(), each, data);
+    return MNL_CB_OK;
+  };
+  auto build = [&](nlmsghdr* nlh) {
+    SetPtr q{nftnl_set_alloc()};
+    nftnl_set_set_str(q.get(), NFTNL_SET_TABLE, kInetTable);
+    nftnl_set_set_str(q.get(), NFTNL_SET_NAME, set);
+    nftnl_set_elems_nlmsg_build_payload(nlh, q.get());
+  };
+  TRY(dump(s, NFT_MSG_GETSETELEM, kInet, build, cb, &out));
+  return out;
+}
+
+// A flat jail's elements, found by their comments: for one rebuilt from its lease, which does
+// not hold its rules.
+Result<std::vector<FlatElement>> find_flat_elements(NftSocket& s, const std::string& id) {
+  std::vector<FlatElement> out;
+  for (const char* set : kFlatSets)
+    for (auto& e : TRY(set_elements(s, set)))
+      if (names_jail(e.comment, id)) out.push_back({set, e.key, e.comment});
+  return out;
+}
+
 }  // namespace
+
+bool flat_policy(const JailRules& j) {
+  for (std::size_t i = 0; i < j.allow.size(); ++i)
+    if (!flat_key(j.allow[i], j.mark, i < j.dns_rules)) return false;
+  return true;
+}
+
+namespace {
+
+std::size_t batch_size(const JailRules& j, std::size_t flat) {
+  return (64 << 10) + (j.allow.size() + j.peers.size() + j.publish.size() + flat) * 1024;
+}
+
+}  // namespace
+
+Result<void> add_jail(NftSocket& s, const JailRules& j) {
+  if (j.flat && !flat_policy(j))
+    return fail(EINVAL, "jail {}: a rule that is no exact key cannot be a set element", j.id);
+  std::vector<FlatElement> flat;
+  if (j.flat) flat = flat_elements(j);
+  Batch b(s, batch_size(j, flat.size()));
+  jail_objects(b, j, true, flat);
+  auto r = b.commit();
+  if (!r && r.error().err == EEXIST && r.error().what.starts_with("element of publish"))
+    return fail(EADDRINUSE, "a published host port is already published by another jail");
+  return r;
+}
+
+std::vector<std::string> add_jail_messages(const JailRules& j) {
+  NftSocket none;  // a batch uses its socket only to send
+  std::vector<FlatElement> flat;
+  if (j.flat && flat_policy(j)) flat = flat_elements(j);
+  Batch b(none, batch_size(j, flat.size()));
+  jail_objects(b, j, true, flat);
+  return b.described();
+}
+
+Result<void> del_jail(NftSocket& s, const JailRules& j) {
+  std::vector<FlatElement> flat;
+  if (j.flat) flat = j.policy_known ? flat_elements(j) : TRY(find_flat_elements(s, j.id));
+  {
+    Batch b(s, batch_size(j, flat.size()));
+    jail_objects(b, j, false, flat);
+    if (b.commit()) return {};
+  }
+  // Something was missing: remove what is there, one object at a time.
+  std::optional<common::Error> hard;
+  Batch b(s);
+  b.one_by_one(&hard);
+  jail_objects(b, j, false, flat);
+  if (hard) return std::unexpected(*hard);
+  return {};
+}
 
 Result<std::vector<std::string>> jail_ids(NftSocket& s) {
   std::vector<std::string> ids;
@@ -1089,6 +1415,10 @@ Result<std::vector<std::string>> jail_ids(NftSocket& s) {
   };
   TRY(dump(
       s, NFT_MSG_GETCHAIN, kInet, [](nlmsghdr*) {}, cb, &ids));
+  for (auto& e : TRY(set_elements(s, "marks")))  // flat jails have no chain
+    if (e.comment.starts_with("jail ")) ids.push_back(e.comment.substr(5));
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
 }
 
@@ -1132,6 +1462,22 @@ Result<std::vector<RuleCounter>> jail_counters(NftSocket& s, const std::string& 
     nftnl_rule_nlmsg_build_payload(nlh, r.get());
   };
   TRY(dump(s, NFT_MSG_GETRULE, kInet, build, cb, &out));
+  if (!out.empty()) return out;
+  // No chain (every jail chain has counters): a flat jail's elements, "jail <id> <n>: <rule>",
+  // in the order of n.
+  std::vector<std::pair<unsigned long, RuleCounter>> found;
+  for (std::size_t i = 0; i < kFlatCounted; ++i)
+    for (auto& e : TRY(set_elements(s, kFlatSets[i]))) {
+      if (!names_jail(e.comment, id)) continue;
+      std::string rest = e.comment.substr(5 + id.size());
+      auto colon = rest.find(": ");
+      if (rest.empty() || rest[0] != ' ' || colon == std::string::npos) continue;
+      unsigned long n = std::strtoul(rest.c_str() + 1, nullptr, 10);
+      found.push_back({n, {kFlatChain, rest.substr(colon + 2), e.packets, e.bytes}});
+    }
+  std::sort(found.begin(), found.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [n, c] : found) out.push_back(std::move(c));
   return out;
 }
 

@@ -7,6 +7,9 @@
 //   table inet stockade       forward/input dispatch by mark through a verdict map to the jail's
 //                             own chain (O(1) per packet whatever the number of jails), NAT out,
 //                             published ports (a DNAT map), jail-to-jail only if both allow it.
+//                             A jail whose rules are all exact (single hosts, single ports) has
+//                             no chain: its rules are elements of shared hash sets, keyed by its
+//                             mark, looked up by one shared chain (flat_egress).
 // Every per-jail object is named or keyed by the jail id, so gc can find what a crash left.
 #pragma once
 
@@ -56,7 +59,20 @@ struct JailRules {
   bool log_denied = true;
   // False for a lease written before the peers were recorded in it: that jail has a peer chain.
   bool peers_known = true;
+  // Its policy is elements of the flat_* sets, not a chain (flat_policy(allow), decided once
+  // and recorded in the lease).
+  bool flat = false;
+  // False for a jail rebuilt from its lease, which does not hold the rules: its flat elements
+  // are found by their comments.
+  bool policy_known = true;
+  // False for a lease of a stockade before layout 4: no element in the marks set.
+  bool mark_element = true;
 };
+
+// True if every rule of j is an exact hash key: one host (/32, /128) and, for TCP and UDP, one
+// port or all of them (a resolver's: one port). Such a jail needs no chain of its own (see
+// flat_egress in nft.cpp).
+bool flat_policy(const JailRules& j);
 
 // A connected NETLINK_NETFILTER socket.
 class NftSocket {
@@ -87,8 +103,9 @@ void close_detached(NftSocket&& s) noexcept;
 // True if stockade's inet table exists; its comment goes to *comment.
 common::Result<bool> base_exists(NftSocket& s, std::string* comment = nullptr);
 // Tables made by a stockade of an older layout (1: peer chains that jump to the egress map; 2: no
-// DNS port set) get what this one added and the current from_jails chain, in one batch; their
-// jails keep running under it. comment is the table's (from base_exists).
+// DNS port set; 3: no flat sets) get what this one added and the current from_jails and input
+// chains, in one batch; their jails keep running under it. comment is the table's (from
+// base_exists).
 common::Result<void> upgrade_layout(NftSocket& s, const std::string& comment);
 // Creates both tables with their sets, maps and base chains in one batch, unless the inet table
 // exists already. (A racing creator's batch is refused as a whole.)
@@ -105,7 +122,11 @@ common::Result<void> add_jail(NftSocket& s, const JailRules& j);
 // and the missing ones are skipped.
 common::Result<void> del_jail(NftSocket& s, const JailRules& j);
 
-// Chains of the inet table named jail_<id>: the ids nftables holds objects for.
+// What add_jail would send, one line per message ("rule in jail_<id>", "element of egress (jump
+// jail_<id>)", "element of flat_port4"), for tests that pin what a layout adds.
+std::vector<std::string> add_jail_messages(const JailRules& j);
+
+// Jails nftables holds objects for: chains named jail_<id>, elements of the marks set.
 common::Result<std::vector<std::string>> jail_ids(NftSocket& s);
 
 struct RuleCounter {
@@ -113,7 +134,8 @@ struct RuleCounter {
   std::string comment;
   std::uint64_t packets = 0, bytes = 0;
 };
-// The counters of the jail's egress chain, in rule order (the last one is the final drop).
+// The counters of the jail's egress policy, in rule order (the last one is the final drop): the
+// rules of its chain, or for a flat jail its elements' counters (chain "flat_egress").
 common::Result<std::vector<RuleCounter>> jail_counters(NftSocket& s, const std::string& id);
 
 std::string egress_chain(const std::string& id);
