@@ -85,6 +85,7 @@ struct Lease {
 Result<Lease> lease_index(const std::string& dir, std::uint64_t count) {
   std::uint32_t start = 0;
   (void)sys::getrandom(&start, sizeof start);  // any start will do if the pool fails
+  std::uint64_t crashed = 0;
   for (std::uint64_t i = 0; i < count; ++i) {
     std::uint64_t index = (start + i) % count;
     std::string path = fmt::format("{}/{}.lease", dir, index);
@@ -98,12 +99,27 @@ Result<Lease> lease_index(const std::string& dir, std::uint64_t count) {
       --i;  // released and unlinked under us: the same index is free again
       continue;
     }
+    // A lease is unlinked when it is released, and written before anything of its jail is
+    // built: one that is there, unlocked and written is a crashed jail's, whose nftables
+    // elements (its address among them, in peer_hosts) are still loaded. Left for gc: a new
+    // jail on that address would inherit them.
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) return fail(errno, "stat '{}'", path);
+    if (st.st_size > 0) {
+      ++crashed;
+      continue;
+    }
     Lease l;
     l.fd = std::move(fd);
     l.path = path;
     l.index = index;
     return l;
   }
+  if (crashed > 0)
+    return fail(EAGAIN,
+                "all {} addresses are in use, {} of them by jails whose supervisor died; run "
+                "'stockade gc' to free those",
+                count, crashed);
   return fail(EAGAIN, "all {} addresses are in use; give the bridge a larger subnet4", count);
 }
 

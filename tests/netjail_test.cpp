@@ -16,6 +16,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -710,6 +711,43 @@ TEST_CASE("a bridge name stockade did not create is refused and nothing is left 
   (void)sh("ip link del " + name);
   (void)test::stockade({"gc", "--bridge", name});
   CHECK(::access(("/run/stockade/net/" + name).c_str(), F_OK) != 0);
+}
+
+TEST_CASE("a crashed jail's address is not leased again before gc has undone it", "[root][net]") {
+  SKIP_UNLESS_ROOT();
+  // A /29 holds five jail addresses. Five leases written and unlocked are five crashed jails,
+  // whose elements would still hold their addresses: a new jail must not take one over.
+  std::string name = "skc" + std::to_string(::getpid() % 100000);
+  std::string dir = "/run/stockade/net/" + name;
+  std::vector<std::string> flags = {"--net",    "bridge",         "--bridge", name,
+                                    "--subnet", "10.219.77.0/29", "--subnet", "fd00:219:77::/64"};
+  auto run = [&] {
+    std::vector<std::string> args = {"run", "-q"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    for (const char* w : {"--", "true"}) args.push_back(w);
+    return test::stockade(args, 30);
+  };
+  auto first = run();  // makes the bridge and its state directory
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  for (int i = 0; i < 5; ++i) {
+    std::ofstream f(dir + "/" + std::to_string(i) + ".lease");
+    f << "{}\n";
+  }
+  auto r = run();
+  CHECK(r.exit_code == 125);
+  CHECK_THAT(r.err, Catch::Contains("5 of them by jails whose supervisor died"));
+  // gc frees them (they name no objects here), and the next jail starts.
+  auto gc = test::stockade({"gc", "--bridge", name});
+  INFO(gc.out << gc.err);
+  CHECK(gc.exit_code == 0);
+  CHECK(sh("ls " + dir + " | grep -c lease || true").out == "0\n");
+  auto again = run();
+  INFO(again.err);
+  CHECK(again.exit_code == 0);
+  (void)test::stockade({"gc", "--bridge", name});
+  CHECK(::access(dir.c_str(), F_OK) != 0);
+  CHECK(sh("ip -o link show " + name + " 2>/dev/null").out.empty());
 }
 
 TEST_CASE("one nftables batch adds a jail's objects, each named after it, and one removes them",
