@@ -75,8 +75,6 @@ class ChildGuard {
   bool reaped_ = false;
 };
 
-// Blocks the signals the supervisor handles (they are read from a signalfd) and restores the
-// caller's mask on the way out.
 std::string new_jail_id() {
   unsigned char b[6] = {};
   (void)sys::getrandom(b, sizeof b);  // a failed pool still gives a usable (if guessable) id
