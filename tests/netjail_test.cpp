@@ -821,6 +821,28 @@ TEST_CASE("one nftables batch adds a jail's objects, each named after it, and on
 
 namespace {
 
+// Median milliseconds of adding, and of removing, one more jail (a fresh make() each round)
+// with whatever is loaded. Exits 12 (13) if an add (a removal) fails: for in_private_netns.
+template <class Make>
+std::pair<double, double> median_add_remove_ms(netjail::detail::NftSocket& s, Make make,
+                                               int rounds) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<double> add, del;
+  for (int r = 0; r < rounds; ++r) {
+    netjail::detail::JailRules j = make();
+    auto t0 = Clock::now();
+    if (!netjail::detail::add_jail(s, j)) ::_exit(12);
+    auto t1 = Clock::now();
+    if (!netjail::detail::del_jail(s, j)) ::_exit(13);
+    auto t2 = Clock::now();
+    add.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+    del.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+  }
+  std::sort(add.begin(), add.end());
+  std::sort(del.begin(), del.end());
+  return {add[add.size() / 2], del[del.size() / 2]};
+}
+
 // A jail for the in-process tests: egress to hosts (flat) unless a network is among its rules.
 netjail::detail::JailRules test_jail(int i, bool flat) {
   using namespace netjail::detail;
@@ -960,20 +982,8 @@ TEST_CASE("adding a flat jail's nftables batch costs the same with 500 jails loa
     using namespace netjail::detail;
     NftSocket* s = &sock;
     auto cost = [&](int probe) {
-      std::vector<double> add, del;
-      for (int r = 0; r < 41; ++r) {
-        JailRules j = test_jail(probe, true);
-        auto t0 = std::chrono::steady_clock::now();
-        if (!add_jail(*s, j)) ::_exit(12);
-        auto t1 = std::chrono::steady_clock::now();
-        if (!del_jail(*s, j)) ::_exit(13);
-        auto t2 = std::chrono::steady_clock::now();
-        add.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
-        del.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
-      }
-      std::sort(add.begin(), add.end());
-      std::sort(del.begin(), del.end());
-      return std::pair{add[add.size() / 2], del[del.size() / 2]};
+      return median_add_remove_ms(
+          *s, [&] { return test_jail(probe, true); }, 41);
     };
     if (!add_jail(*s, test_jail(1, true))) ::_exit(14);
     auto one = cost(4000);
@@ -1090,34 +1100,12 @@ TEST_CASE("adding a jail's nftables batch costs about the same with 400 jails lo
   in_private_netns([](netjail::detail::NftSocket& sock) {
     using namespace netjail::detail;
     NftSocket* s = &sock;
-    auto jail = [](int i) {
-      JailRules j;
-      j.id = fmt::format("{:012x}", 0x5ca1e0000000 + i);
-      j.port = "stk" + j.id;
-      j.mark = 0x70000000 + static_cast<std::uint32_t>(i);
-      j.mac.b = {2, 0x5e, 0, 0, static_cast<std::uint8_t>(i >> 8), static_cast<std::uint8_t>(i)};
-      j.addr4 = *parse_addr(fmt::format("10.231.{}.{}", i >> 8, i & 0xff));
-      j.addr6 = *parse_addr(fmt::format("fd5e::{:x}", i));
-      j.ll6 = *parse_addr(fmt::format("fe80::5e:ff:fe00:{:x}", i));
-      j.allow.push_back({*parse_addr("203.0.113.0/24"), 6, 443, 443, "egress 1"});
-      j.allow.push_back({*parse_addr("198.51.100.7/32"), 17, 1000, 2000, "egress 2"});
-      j.peers.push_back(*parse_addr("10.231.0.0/16"));
-      return j;
-    };
-    // Median time of adding (and removing) one more jail, with `loaded` others in the tables.
+    auto jail = [](int i) { return test_jail(i, false); };  // a chain jail: it names networks
+    // Median time of adding one more jail, with `loaded` others in the tables.
     auto add_cost = [&](int probe) {
-      std::vector<double> ms;
-      for (int r = 0; r < 7; ++r) {
-        JailRules j = jail(probe);
-        auto t0 = std::chrono::steady_clock::now();
-        if (!add_jail(*s, j)) ::_exit(12);
-        ms.push_back(
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
-                .count());
-        if (!del_jail(*s, j)) ::_exit(13);
-      }
-      std::sort(ms.begin(), ms.end());
-      return ms[ms.size() / 2];
+      return median_add_remove_ms(
+                 *s, [&] { return jail(probe); }, 7)
+          .first;
     };
     if (!add_jail(*s, jail(1))) ::_exit(14);
     double one = add_cost(4000);
