@@ -689,6 +689,20 @@ void flat_rules(Batch& b) {
              .comment("denied"));
 }
 
+// The end of from_jails and of input: the jail's own egress policy, its chain through the
+// egress map or, for a flat jail, flat_egress; what neither decides is counted and dropped.
+void egress_policy_rules(Batch& b, const std::string& chain, const char* drop_comment) {
+  const char* t = kInetTable;
+  b.rule(Rule(kInet, t, chain)
+             .meta(NFT_META_MARK, kReg1)
+             .lookup("egress", kReg1, kVerdict)
+             .comment("the jail's egress policy"));
+  b.rule(Rule(kInet, t, chain)
+             .verdict(NFT_JUMP, kFlatChain)
+             .comment("the egress policy of a jail without a chain"));
+  b.rule(Rule(kInet, t, chain).counter().drop().comment(drop_comment));
+}
+
 // What a jail sends through the host. Its own function: tables of the first layout get these
 // rules replaced in place (upgrade_layout).
 void from_jails_rules(Batch& b) {
@@ -741,14 +755,7 @@ void from_jails_rules(Batch& b) {
              .payload(NFT_PAYLOAD_NETWORK_HEADER, 24, 16, kReg1)
              .lookup("peer6", kReg1, kVerdict)
              .comment("to another jail: its policy first"));
-  b.rule(Rule(kInet, t, fj)
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1, kVerdict)
-             .comment("the jail's egress policy"));
-  b.rule(Rule(kInet, t, fj)
-             .verdict(NFT_JUMP, kFlatChain)
-             .comment("the egress policy of a jail without a chain"));
-  b.rule(Rule(kInet, t, fj).counter().drop().comment("unregistered port"));
+  egress_policy_rules(b, fj, "unregistered port");
 }
 
 // Jails reaching the host itself (any of its addresses): only what their policy allows. Its own
@@ -776,14 +783,7 @@ void input_rules(Batch& b) {
              .limit_per_second(10, 5)
              .accept()
              .comment("ping the gateway"));
-  b.rule(Rule(kInet, t, in)
-             .meta(NFT_META_MARK, kReg1)
-             .lookup("egress", kReg1, kVerdict)
-             .comment("the jail's egress policy"));
-  b.rule(Rule(kInet, t, in)
-             .verdict(NFT_JUMP, kFlatChain)
-             .comment("the egress policy of a jail without a chain"));
-  b.rule(Rule(kInet, t, in).counter().drop().comment("jail to host"));
+  egress_policy_rules(b, in, "jail to host");
 }
 
 // The layout's version is in the table's comment: tables made by a stockade whose chains fit
