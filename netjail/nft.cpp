@@ -256,6 +256,19 @@ class Rule {
 
 // ---- batches -------------------------------------------------------------------------------
 
+// A comment from user data (a table's, a rule's, an element's: type says which).
+std::string udata_comment(const void* data, std::uint32_t len, std::uint8_t type) {
+  std::pair<std::uint8_t, std::string> want{type, {}};
+  auto cb = [](const nftnl_udata* a, void* d) -> int {
+    auto* w = static_cast<std::pair<std::uint8_t, std::string>*>(d);
+    if (nftnl_udata_type(a) == w->first && nftnl_udata_get(a))
+      w->second = static_cast<const char*>(nftnl_udata_get(a));
+    return 0;
+  };
+  if (data) nftnl_udata_parse(data, len, cb, &want);
+  return want.second;
+}
+
 // A stateful expression every element of a set gets a copy of: a counter, or the rate limit of
 // a jail's denied-packet log (5/s, burst 10, as a jail chain's log rule has).
 enum class PerElement { kNothing, kCounter, kLogLimit };
@@ -1148,14 +1161,8 @@ Result<bool> base_exists(NftSocket& s, std::string* comment_out) {
       TablePtr t{nftnl_table_alloc()};
       if (nftnl_table_nlmsg_parse(nlh, t.get()) < 0) return MNL_CB_OK;
       std::uint32_t len = 0;
-      if (const void* ud = nftnl_table_get_data(t.get(), NFTNL_TABLE_USERDATA, &len)) {
-        auto attr_cb = [](const nftnl_udata* a, void* d) -> int {
-          if (nftnl_udata_type(a) == NFTNL_UDATA_TABLE_COMMENT && nftnl_udata_get(a))
-            *static_cast<std::string*>(d) = static_cast<const char*>(nftnl_udata_get(a));
-          return 0;
-        };
-        nftnl_udata_parse(ud, len, attr_cb, data);
-      }
+      if (const void* ud = nftnl_table_get_data(t.get(), NFTNL_TABLE_USERDATA, &len))
+        *static_cast<std::string*>(data) = udata_comment(ud, len, NFTNL_UDATA_TABLE_COMMENT);
       return MNL_CB_OK;
     };
     int r = mnl_cb_run(buf, static_cast<std::size_t>(n), seq, portid, cb, &comment);
@@ -1275,19 +1282,6 @@ Result<void> dump(NftSocket& s, std::uint16_t type, int family, F&& build,
       return fail(errno, "nftables dump");
     }
   }
-}
-
-// A comment from user data (a rule's, an element's: type says which).
-std::string udata_comment(const void* data, std::uint32_t len, std::uint8_t type) {
-  std::pair<std::uint8_t, std::string> want{type, {}};
-  auto cb = [](const nftnl_udata* a, void* d) -> int {
-    auto* w = static_cast<std::pair<std::uint8_t, std::string>*>(d);
-    if (nftnl_udata_type(a) == w->first && nftnl_udata_get(a))
-      w->second = static_cast<const char*>(nftnl_udata_get(a));
-    return 0;
-  };
-  if (data) nftnl_udata_parse(data, len, cb, &want);
-  return want.second;
 }
 
 struct Element {
@@ -1430,15 +1424,8 @@ Result<std::vector<RuleCounter>> jail_counters(NftSocket& s, const std::string& 
     RuleCounter rc;
     rc.chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
     std::uint32_t len = 0;
-    if (const void* ud = nftnl_rule_get_data(r.get(), NFTNL_RULE_USERDATA, &len)) {
-      auto attr_cb = [](const nftnl_udata* a, void* d) -> int {
-        if (nftnl_udata_type(a) == NFTNL_UDATA_RULE_COMMENT)
-          *static_cast<std::string*>(d) =
-              nftnl_udata_get(a) ? static_cast<const char*>(nftnl_udata_get(a)) : "";
-        return 0;
-      };
-      nftnl_udata_parse(ud, len, attr_cb, &rc.comment);
-    }
+    if (const void* ud = nftnl_rule_get_data(r.get(), NFTNL_RULE_USERDATA, &len))
+      rc.comment = udata_comment(ud, len, NFTNL_UDATA_RULE_COMMENT);
     bool has_counter = false;
     auto expr_cb = [](nftnl_expr* e, void* d) -> int {
       auto* p = static_cast<std::pair<RuleCounter*, bool*>*>(d);
