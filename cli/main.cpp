@@ -512,8 +512,6 @@ int main(int argc, char** argv) {
   // of them when it names none, for --help): building ~100 options is a launch's 0.4 ms.
   const std::string_view chosen = chosen_subcommand(n, argv);
   auto wanted = [&](std::string_view name) { return chosen.empty() || chosen == name; };
-  // The shared /etc skeleton is looked for while the command line and the policy are read.
-  if (chosen == "run") supervisor::prefetch_skeleton();
 
   policy::RunFlags run_flags;
   MountOptions mount_options;

@@ -633,7 +633,8 @@ void child_main(ChildPlan& plan) {
                         SECBIT_NO_SETUID_FIXUP_LOCKED | SECBIT_KEEP_CAPS_LOCKED) == 0,
         Step::kSecurebits);
   // The supervisor's supplementary groups (root's among them) must not follow us in.
-  // Raw syscalls: we are cloned from a threaded supervisor (see sys::setresuid).
+  // Raw syscalls: glibc's wrappers act on every thread glibc knows of, which are the
+  // supervisor's, not ours (see sys::setresuid).
   if (!plan.rootless) check(plan, sys::setgroups_empty() == 0, Step::kSetgroups);
   check(plan, sys::setresgid(plan.gid, plan.gid, plan.gid) == 0, Step::kSetgid);
   check(plan, sys::setresuid(plan.uid, plan.uid, plan.uid) == 0, Step::kSetuid);

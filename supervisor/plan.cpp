@@ -329,8 +329,6 @@ Result<std::unique_ptr<ChildPlan>> make_plan(const policy::JailSpec& spec, bool 
       inside_skeleton = inside_skeleton || m.dst == d || m.dst.starts_with(std::string(d) + "/");
   if (!rootless && !inside_skeleton && !spec.chroot)
     skeleton = TRY(ensure_skeleton(default_skeleton_base()));
-  else
-    settle_prefetch();
   // A chroot keeps its own /etc: the generated files are not written into a prepared rootfs.
   if (!spec.chroot) TRY(add_etc(skeleton, etc_files, plan->mounts));
   add_proc(plan->mounts);

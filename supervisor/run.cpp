@@ -9,13 +9,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <thread>
 
 #include "cgroup/cgroup.hpp"
 #include "common/fd.hpp"
@@ -414,10 +412,6 @@ const std::vector<std::string>& crash_points() {
   return kPoints;
 }
 
-void prefetch_skeleton() {
-  if (::geteuid() == 0) detail::prefetch_skeleton(detail::default_skeleton_base());
-}
-
 Result<Outcome> run(const policy::JailSpec& spec) {
   // From here on SIGTERM/SIGINT/SIGHUP are read from a signalfd, so they end the jail through
   // the normal path and every guard below still runs.
@@ -431,14 +425,13 @@ Result<Outcome> run(const policy::JailSpec& spec) {
 
   // The id comes first: the lease names it, so gc can tell a live jail's objects from a dead
   // one's by whether its lease is still locked. The lease comes before any object on the host.
-  // A bridged jail needs its host uid before clone (it is the jail's packet mark); the others
-  // only for the id maps, after clone: they lease it on the setup thread, beside clone (below).
+  // A bridged jail needs its host uid before clone (it is the jail's packet mark), the others
+  // for the id maps.
   const std::string id = new_jail_id();
   std::optional<detail::IdLease> lease;
   uid_t host_uid = ::getuid();
   gid_t host_gid = ::getgid();
-  const bool lease_beside_clone = !rootless && !bridged;
-  if (!rootless && !lease_beside_clone) {
+  if (!rootless) {
     lease.emplace(TRY(detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id)));
     host_uid = host_gid = lease->id();
     crash_point("after-lease");
@@ -458,15 +451,18 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   if (!reg_dir.empty()) TRY_CTX(common::registry::ensure_dir(reg_dir), "registry");
   crash_point("after-registry-dir");
 
-  // Limits are in force before the jail runs anything of its own. On v2 the cgroup is made
-  // before clone and the child is born inside it (CLONE_INTO_CGROUP). On v1 it is made on the
-  // setup thread while clone3 runs, and the child moves itself in on 'C' (below). Declared
-  // before the child, so it is removed after the child is gone.
+  // Limits are in force before the jail runs anything of its own: the cgroup is made before
+  // clone. On v2 the child is born inside it (CLONE_INTO_CGROUP); on v1 the child moves itself
+  // in on 'C' (below), through each hierarchy's `tasks` file opened here (a move by pid would
+  // wait for an RCU grace period, 5-15 ms on the test VM). Declared before the child, so it is
+  // removed after the child is gone.
   auto cg_request = TRY(plan_cgroup(spec, id, rootless));
   std::optional<cgroup::JailCgroup> cg;
-  if (cg_request && cg_request->plan.version == cgroup::Version::kV2) {
+  std::vector<UniqueFd> cg_join;
+  if (cg_request) {
     cg.emplace(TRY(cgroup::create(cg_request->plan, cg_request->limits, crash_point)));
     crash_point("after-cgroup-create");
+    cg_join = TRY(cg->join_fds());  // v1 only
   }
   plan->unshare_cgroupns = cg_request.has_value();
 
@@ -501,48 +497,10 @@ Result<Outcome> run(const policy::JailSpec& spec) {
     }
   }
 
-  // The setup thread, beside clone (~1 ms with seven namespaces): the lease (unless taken above,
-  // 0.2 ms), then on v1 the cgroup (mkdir and the limits, 0.1-0.5 ms). The thread also opens each
-  // hierarchy's `tasks` file; they go to the child with 'C' and the child moves itself in
-  // (join_fds: a move by pid would wait for an RCU grace period, 5-15 ms on the test VM). The child
-  // joins before it builds its root, makes its cgroup namespace or starts anything of the jail's.
-  // (The child is a copy of this process taken while the thread may hold locks, malloc's among
-  // them: it runs async-signal-safe code only, as it must anyway.)
-  std::optional<std::thread> setup_thread;
-  std::optional<Result<detail::IdLease>> lease_made;  // before the joiner: outlives the thread
-  std::atomic<bool> lease_ready{false};
-  std::optional<Result<cgroup::JailCgroup>> cg_made;
-  Result<std::vector<UniqueFd>> cg_join = std::vector<UniqueFd>{};
-  // Joined on every path out of run(), and what it made handed to cg, which outlives the child
-  // (a cgroup can only go once the jail's processes are gone).
-  struct Joiner {
-    std::optional<std::thread>& t;
-    std::optional<Result<cgroup::JailCgroup>>& made;
-    std::optional<cgroup::JailCgroup>& cg;
-    void join() {
-      if (t && t->joinable()) t->join();
-      if (made && *made && !cg) cg.emplace(std::move(made->value()));
-    }
-    ~Joiner() { join(); }
-  } joiner{setup_thread, cg_made, cg};
-  const bool cg_beside_clone = cg_request && !cg;
-  if (lease_beside_clone || cg_beside_clone) {
-    try {
-      setup_thread.emplace([&]() noexcept {
-        if (lease_beside_clone) {
-          lease_made.emplace(detail::lease_host_id(spec.host_ids, detail::default_lease_dir(), id));
-          lease_ready.store(true);
-          lease_ready.notify_one();
-          if (!*lease_made) return;  // nothing on the host without a lease
-        }
-        if (!cg_beside_clone) return;
-        cg_made.emplace(cgroup::create(cg_request->plan, cg_request->limits, crash_point));
-        if (*cg_made) cg_join = cg_made->value().join_fds();
-      });
-    } catch (const std::system_error& e) {
-      return fail(e.code().value(), "start the setup thread");
-    }
-  }
+  // The supervisor is single-threaded from here to the end of the jail. (A setup thread beside
+  // clone3 used to make the lease and the v1 cgroup: once clone3 had shared the pages, every
+  // write by either thread cost a copy and a TLB shootdown on the other CPU, and a launch took
+  // ~14 % more CPU time; bench/README.md.)
   int pidfd = -1;
   struct clone_args args {};
   // With a cgroup the child makes its cgroup namespace itself, once it is inside the jail's
@@ -563,34 +521,21 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   child_sock.reset();
   crash_point("after-clone");
 
-  if (lease_beside_clone) {
-    lease_ready.wait(false);
-    if (!*lease_made) return std::unexpected(lease_made->error());
-    lease.emplace(std::move(lease_made->value()));
-    host_uid = host_gid = lease->id();
-    crash_point("after-lease");
-  }
   if (audited) audit_id = host_uid;
   TRY_CTX(write_id_maps(pid, spec, host_uid, host_gid, rootless), "map ids");
   crash_point("after-id-maps");
   if (!send_byte(sock.get(), 'G')) return fail(errno, "release the child");
   crash_point("after-go");
-  if (cg_beside_clone) {
-    joiner.join();
-    if (!*cg_made) return std::unexpected(cg_made->error());
-    crash_point("after-cgroup-create");
-    if (!cg_join) return std::unexpected(cg_join.error());
-  }
   // The cgroup is ready: the child joins it (v1: through these fds), makes its cgroup namespace
   // and goes on.
   {
     std::vector<int> join_fds;
-    for (auto& fd : *cg_join) join_fds.push_back(fd.get());
+    for (auto& fd : cg_join) join_fds.push_back(fd.get());
     const char c = 'C';
     if (!detail::send_with_fds(sock.get(), &c, 1, join_fds.data(), join_fds.size()))
       return fail(errno, "release the child");
   }
-  cg_join->clear();
+  cg_join.clear();
   crash_point("after-cgroup-attach");
 
   // The network is built while the child builds its root; the workload waits for 'X'.

@@ -8,7 +8,6 @@
 #include <climits>
 #include <ctime>
 #include <filesystem>
-#include <future>
 #include <system_error>
 
 #include "common/fd.hpp"
@@ -184,40 +183,7 @@ const std::vector<const char*>& skeleton_dev_nodes() {
 
 std::string default_skeleton_base() { return "/run/stockade/skel"; }
 
-namespace {
-
-// The skeleton's directory if the one for the host as it is now exists, else "".
-std::string existing_skeleton(const std::string& base) {
-  if (!common::registry::ensure_dir(base)) return "";
-  std::string dir = base + "/" + version_key();
-  struct stat st;
-  if (::lstat(dir.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return dir;
-  return "";
-}
-
-std::string g_prefetch_base;
-std::future<std::string> g_prefetch;  // existing_skeleton(g_prefetch_base)
-
-}  // namespace
-
-void prefetch_skeleton(const std::string& base) {
-  try {
-    g_prefetch = std::async(std::launch::async, existing_skeleton, base);
-    g_prefetch_base = base;
-  } catch (const std::system_error&) {
-    // No thread: ensure_skeleton looks itself.
-  }
-}
-
-void settle_prefetch() {
-  if (g_prefetch.valid()) (void)g_prefetch.get();
-}
-
 Result<std::string> ensure_skeleton(const std::string& base) {
-  if (g_prefetch.valid() && g_prefetch_base == base) {
-    std::string dir = g_prefetch.get();
-    if (!dir.empty()) return dir;
-  }
   TRY_CTX(common::registry::ensure_dir(base), "skeleton");
   std::string dir = base + "/" + version_key();
   struct stat st;

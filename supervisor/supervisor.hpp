@@ -59,11 +59,6 @@ struct Outcome {
 
 common::Result<Outcome> run(const policy::JailSpec& spec);
 
-// Starts looking for the shared /etc skeleton of the host as it is now (about 25 stat calls), on
-// a thread of its own, for a run() to come: the caller reads its command line and policy
-// meanwhile. Only checks: a missing skeleton is built by run(), if the jail needs one at all.
-void prefetch_skeleton();
-
 // stockade exec: runs argv inside the running jail id, started by the jail's pid 1 the way the
 // workload was (same namespaces, ids, capabilities, rlimits, cgroup, seccomp filter and audit
 // id), with the caller's stdin/stdout/stderr. TERM/INT/HUP/QUIT are passed on to the command;

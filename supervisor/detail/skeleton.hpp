@@ -19,12 +19,7 @@ const std::vector<const char*>& skeleton_etc_entries();
 const std::vector<const char*>& skeleton_dev_nodes();
 
 // Returns the directory holding etc/ and dev/ for the host as it is now, building it if needed.
-// Takes what prefetch_skeleton(base) found, if it was called.
 common::Result<std::string> ensure_skeleton(const std::string& base);
-// Starts ensure_skeleton's check on a thread (see supervisor::prefetch_skeleton).
-void prefetch_skeleton(const std::string& base);
-// Waits for a prefetch nobody took (a jail with no skeleton): no thread may run at clone.
-void settle_prefetch();
 
 std::string default_skeleton_base();
 
