@@ -4,6 +4,7 @@
 
 #include <fcntl.h>
 #include <linux/if_bridge.h>
+#include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -16,6 +17,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/link.h>
 #include <netlink/route/link/bridge.h>
+#include <netlink/route/link/inet6.h>
 #include <netlink/route/link/veth.h>
 #include <netlink/route/neighbour.h>
 #include <netlink/route/route.h>
@@ -370,6 +372,17 @@ Result<void> configure_in_netns(RouteSocket& sk, const JailSide& js) {
   int ifindex = TRY(link_index(sk, js.ifname));
   TRY(add_address(sk, ifindex, js.addr4, 32, false));
   if (js.has6) TRY(add_address(sk, ifindex, js.addr6, 128, true));
+  if (js.has6 && js.ll6.family == AF_INET6) {
+    // The link-local address the port is pinned to, valid at once. The one the kernel would
+    // make is tentative for a second (duplicate address detection), and until then the jail's
+    // multicast listener reports leave from `::`, which the bridge table counts as spoofed.
+    LinkPtr mode{rtnl_link_alloc()};
+    if (!mode) return fail(ENOMEM, "'{}': IPv6 address generation", js.ifname);
+    int err = rtnl_link_inet6_set_addr_gen_mode(mode.get(), IN6_ADDR_GEN_MODE_NONE);
+    if (err < 0) return fail_nl(sk, err, "'{}': IPv6 address generation", js.ifname);
+    TRY(change_link(sk, ifindex, mode.get(), "no IPv6 address generation"));
+    TRY(add_address(sk, ifindex, js.ll6, 64, true));
+  }
   TRY_CTX(set_up(sk, ifindex), "'{}'", js.ifname);
   if (js.lo_up) {
     int lo = TRY(link_index(sk, "lo"));

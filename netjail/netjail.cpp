@@ -445,6 +445,7 @@ Result<void> Jail::attach(int netns_fd) {
   side.addr6 = j.addr6;
   side.gw6 = d.net.gw6;
   side.gw6.prefix = 128;
+  side.ll6 = j.ll6;
   TRY_CTX(configure_jail_side(netns_fd, side), "addresses and routes inside the jail");
   return {};
 }

@@ -19,6 +19,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -500,6 +501,32 @@ TEST_CASE("a jail that spoofs its source address or MAC gets nothing through", "
   INFO(r.err);
   CHECK(lines(r.out) == std::vector<std::string>{"ok", "errno=ETIMEDOUT", "errno=ETIMEDOUT",
                                                  "errno=ETIMEDOUT", "errno=ETIMEDOUT"});
+  CHECK(lab.teardown().empty());
+}
+
+// The packets the bridge table has dropped under the rule with this comment; none if the table
+// is not there (yet).
+std::optional<std::uint64_t> l2_drops(const std::string& comment) {
+  auto r =
+      sh("nft list chain bridge stockade_l2 prerouting 2>/dev/null | grep '\"" + comment + "\"'");
+  auto at = r.out.find("packets ");
+  if (at == std::string::npos) return std::nullopt;
+  return std::stoull(r.out.substr(at + 8));
+}
+
+TEST_CASE("a jail that spoofs nothing moves no spoofing counter", "[root][net]") {
+  // Its kernel's own IPv6 traffic (multicast listener reports, router solicitations) leaves
+  // from its link-local address, valid from the start: none of it from `::`.
+  REQUIRE_LAB(lab);
+  auto v6 = l2_drops("IPv6 source spoofed").value_or(0);
+  auto v4 = l2_drops("IPv4 source spoofed").value_or(0);
+  auto r = lab.jail({"--egress", lab.srv6 + "/128,tcp,5001"},
+                    "ip -6 addr show dev eth0 scope link | grep -c tentative; " +
+                        probe("connect", lab.srv6, "5001") + "sleep 1.5");
+  INFO(r.err);
+  CHECK(lines(r.out) == std::vector<std::string>{"0", "ok"});
+  CHECK(l2_drops("IPv6 source spoofed") == std::optional<std::uint64_t>{v6});
+  CHECK(l2_drops("IPv4 source spoofed") == std::optional<std::uint64_t>{v4});
   CHECK(lab.teardown().empty());
 }
 

@@ -102,14 +102,16 @@ struct JailSide {
   Addr gw4;
   Addr addr6;
   Addr gw6;
+  Addr ll6;  // the link-local address (unset: the kernel makes one, with DAD)
   bool has6 = true;
   bool lo_up = true;  // also set `lo` up (a fresh netns has it down)
 };
 
 // Inside the netns of netns_fd, through a route socket opened there (the calling thread enters
 // the netns for the socket() and bind() alone and is back before anything else runs): addr4 as
-// /32 and addr6 as /128 (IFA_F_NODAD) on ifname, ifname up, on-link host routes to gw4 (/32,
-// scope link) and gw6 (/128), and default routes via gw4 and gw6.
+// /32 and addr6 as /128 (IFA_F_NODAD) on ifname, ll6 as its only link-local address (/64,
+// IFA_F_NODAD; the kernel makes none), ifname up, on-link host routes to gw4 (/32, scope link)
+// and gw6 (/128), and default routes via gw4 and gw6.
 common::Result<void> configure_jail_side(int netns_fd, const JailSide&);
 
 // Deletes a link by name; a missing link is success.
