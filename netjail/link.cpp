@@ -27,6 +27,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <system_error>
 #include <utility>
 
@@ -345,26 +346,28 @@ Result<bool> create_bridge(RouteSocket& sk, const std::string& name) {
   return true;
 }
 
-// One RTM_SETLINK (family AF_BRIDGE) with the port attributes nested in IFLA_PROTINFO. libnl 3.7
+// One RTM_SETLINK (family AF_BRIDGE) with u8 port attributes nested in IFLA_PROTINFO. libnl 3.7
 // has no setter for IFLA_BRPORT_ISOLATED, so the message is put together with libnl's builders.
-Result<void> set_port_flags(RouteSocket& sk, int port_ifindex) {
+Result<void> set_port_u8(RouteSocket& sk, int port_ifindex,
+                         std::initializer_list<std::pair<int, std::uint8_t>> attrs,
+                         const char* what) {
   MsgPtr msg{nlmsg_alloc_simple(RTM_SETLINK, 0)};
-  if (!msg) return fail(ENOMEM, "set bridge port flags (ifindex {})", port_ifindex);
+  if (!msg) return fail(ENOMEM, "{} (ifindex {})", what, port_ifindex);
   ifinfomsg ifi{};
   ifi.ifi_family = AF_BRIDGE;
   ifi.ifi_index = port_ifindex;
   if (nlmsg_append(msg.get(), &ifi, sizeof ifi, NLMSG_ALIGNTO) < 0)
-    return fail(EMSGSIZE, "set bridge port flags (ifindex {})", port_ifindex);
+    return fail(EMSGSIZE, "{} (ifindex {})", what, port_ifindex);
   // nla_nest_start adds NLA_F_NESTED; the bridge reads a non-nested IFLA_PROTINFO as a bare
   // STP port state instead.
   nlattr* protinfo = nla_nest_start(msg.get(), IFLA_PROTINFO);
-  if (protinfo == nullptr || nla_put_u8(msg.get(), IFLA_BRPORT_ISOLATED, 1) < 0 ||
-      nla_put_u8(msg.get(), IFLA_BRPORT_LEARNING, 0) < 0)
-    return fail(EMSGSIZE, "set bridge port flags (ifindex {})", port_ifindex);
+  if (protinfo == nullptr) return fail(EMSGSIZE, "{} (ifindex {})", what, port_ifindex);
+  for (auto [type, value] : attrs)
+    if (nla_put_u8(msg.get(), type, value) < 0)
+      return fail(EMSGSIZE, "{} (ifindex {})", what, port_ifindex);
   nla_nest_end(msg.get(), protinfo);
   int err = nl_send_sync(sk.get(), msg.release());  // frees the message
-  if (err < 0)
-    return fail_nl(sk, err, "set bridge port isolated on, learning off (ifindex {})", port_ifindex);
+  if (err < 0) return fail_nl(sk, err, "{} (ifindex {})", what, port_ifindex);
   return {};
 }
 
@@ -508,9 +511,16 @@ Result<void> attach_port(RouteSocket& sk, int host_ifindex, int bridge_ifindex) 
   TRY_CTX(change_link(sk, host_ifindex, enslave.get(), "enslave"), "attach port to bridge {}",
           bridge_ifindex);
   // Flags before IFF_UP: the port must not forward between jails for a single frame.
-  TRY_CTX(set_port_flags(sk, host_ifindex), "attach port to bridge {}", bridge_ifindex);
+  TRY_CTX(set_port_u8(sk, host_ifindex, {{IFLA_BRPORT_ISOLATED, 1}, {IFLA_BRPORT_LEARNING, 0}},
+                      "set bridge port isolated on, learning off"),
+          "attach port to bridge {}", bridge_ifindex);
   TRY_CTX(set_up(sk, host_ifindex), "attach port to bridge {}", bridge_ifindex);
   return {};
+}
+
+Result<void> close_port(RouteSocket& sk, int host_ifindex) {
+  return set_port_u8(sk, host_ifindex, {{IFLA_BRPORT_STATE, BR_STATE_DISABLED}},
+                     "set bridge port state disabled");
 }
 
 Result<void> add_port_fdb(RouteSocket& sk, int host_ifindex, const Mac& mac) {

@@ -318,6 +318,7 @@ struct Jail::Impl {
   std::optional<RouteSocket> rs;
   std::optional<NftSocket> nft;
   int bridge_index = 0;
+  int port_index = 0;
   JailRules rules;
   Files files;
   std::vector<std::string> resolved;
@@ -325,11 +326,14 @@ struct Jail::Impl {
 
   ~Impl() {
     if (!attached || !nft || !rs) return;
-    // Removing the pins closes the port at once; the veth itself goes with the jail's netns.
-    (void)del_jail(*nft, rules);                      // best effort: gc finishes the job
-    (void)del_neigh(*rs, bridge_index, rules.addr4);  // likewise
-    (void)del_neigh(*rs, bridge_index, rules.addr6);  // likewise
-    close_detached(std::move(*nft));                  // closing waits for the kernel to free
+    // The port is closed first: what the jail's kernel still sends until the kernel takes its
+    // netns (and the veth) down is dropped by the bridge, not counted against the pins as
+    // spoofed. Removing the pins then closes it for good.
+    if (port_index > 0) (void)close_port(*rs, port_index);  // best effort
+    (void)del_jail(*nft, rules);                            // best effort: gc finishes the job
+    (void)del_neigh(*rs, bridge_index, rules.addr4);        // likewise
+    (void)del_neigh(*rs, bridge_index, rules.addr6);        // likewise
+    close_detached(std::move(*nft));                        // closing waits for the kernel to free
     nft.reset();
   }
 };
@@ -425,6 +429,7 @@ Result<void> Jail::attach(int netns_fd) {
   Impl& d = *impl_;
   const JailRules& j = d.rules;
   int port = TRY_CTX(add_veth(*d.rs, j.port, "eth0", j.mac, netns_fd), "veth '{}'", j.port);
+  d.port_index = port;
   // The port stays closed (no pins, not in the bridge) until every rule is in place.
   d.attached = true;
   TRY_CTX(add_jail(*d.nft, j), "nftables rules of jail {}", j.id);

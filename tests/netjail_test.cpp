@@ -516,10 +516,12 @@ std::optional<std::uint64_t> l2_drops(const std::string& comment) {
 
 TEST_CASE("a jail that spoofs nothing moves no spoofing counter", "[root][net]") {
   // Its kernel's own IPv6 traffic (multicast listener reports, router solicitations) leaves
-  // from its link-local address, valid from the start: none of it from `::`.
+  // from its link-local address, valid from the start: none of it from `::`. And what it still
+  // sends as it ends, after its pins are gone, meets a closed port.
   REQUIRE_LAB(lab);
   auto v6 = l2_drops("IPv6 source spoofed").value_or(0);
   auto v4 = l2_drops("IPv4 source spoofed").value_or(0);
+  auto mac = l2_drops("MAC spoofed, or port not registered").value_or(0);
   auto r = lab.jail({"--egress", lab.srv6 + "/128,tcp,5001"},
                     "ip -6 addr show dev eth0 scope link | grep -c tentative; " +
                         probe("connect", lab.srv6, "5001") + "sleep 1.5");
@@ -527,6 +529,9 @@ TEST_CASE("a jail that spoofs nothing moves no spoofing counter", "[root][net]")
   CHECK(lines(r.out) == std::vector<std::string>{"0", "ok"});
   CHECK(l2_drops("IPv6 source spoofed") == std::optional<std::uint64_t>{v6});
   CHECK(l2_drops("IPv4 source spoofed") == std::optional<std::uint64_t>{v4});
+  for (int i = 0; i < 5; ++i) CHECK(test::line(lab.jail({}, "echo done").out) == "done");
+  ::usleep(300 * 1000);  // the kernel takes the last namespaces down meanwhile
+  CHECK(l2_drops("MAC spoofed, or port not registered") == std::optional<std::uint64_t>{mac});
   CHECK(lab.teardown().empty());
 }
 

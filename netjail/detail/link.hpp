@@ -85,6 +85,9 @@ common::Result<void> disable_ipv6(const std::string& name);
 // Enslaves the host end to the bridge, sets the port flags isolated=on and learning=off, then sets
 // the host end up.
 common::Result<void> attach_port(RouteSocket&, int host_ifindex, int bridge_ifindex);
+// Sets a bridge port's state to disabled: the bridge drops what arrives on it before any
+// netfilter hook sees it (so before the bridge table counts it).
+common::Result<void> close_port(RouteSocket&, int host_ifindex);
 
 // Static FDB entry (like `bridge fdb add MAC dev PORT master static`): with learning off, frames
 // from the host to a jail MAC are otherwise flooded to every port, so every jail would see them.
