@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
-#include <sstream>
+#include <string_view>
 #include <thread>
 
 #include "common/sys.hpp"
@@ -62,15 +63,30 @@ std::optional<std::uint64_t> read_number(const std::string& path) {
   return std::strtoull(text->c_str(), nullptr, 10);
 }
 
+// The words of text, split at sep, spaces and newlines; views into text.
+std::vector<std::string_view> words(std::string_view text, char sep) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    if (i < text.size() && text[i] != sep && text[i] != ' ' && text[i] != '\n') continue;
+    if (i > start) out.push_back(text.substr(start, i - start));
+    start = i + 1;
+  }
+  return out;
+}
+
 // "key value" lines (memory.events, memory.oom_control, cpu.stat).
 std::optional<std::uint64_t> read_key(const std::string& path, const std::string& key) {
   auto text = read_file(path);
   if (!text) return std::nullopt;
-  std::istringstream in(*text);
-  std::string k;
-  std::uint64_t v;
-  while (in >> k >> v)
-    if (k == key) return v;
+  auto w = words(*text, ' ');
+  for (size_t i = 0; i + 1 < w.size(); i += 2) {
+    if (w[i] != key) continue;
+    std::uint64_t v = 0;
+    auto [end, ec] = std::from_chars(w[i + 1].data(), w[i + 1].data() + w[i + 1].size(), v);
+    if (ec != std::errc{} || end != w[i + 1].data() + w[i + 1].size()) return std::nullopt;
+    return v;
+  }
   return std::nullopt;
 }
 
@@ -82,18 +98,9 @@ std::string join_path(const std::string& mount, const std::string& parent) {
   return p + "/stockade";
 }
 
-std::vector<std::string> split_words(const std::string& s, char sep) {
+std::vector<std::string> split_words(std::string_view s, char sep) {
   std::vector<std::string> out;
-  std::string cur;
-  for (char c : s) {
-    if (c == sep || c == '\n' || c == ' ') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  if (!cur.empty()) out.push_back(cur);
+  for (auto w : words(s, sep)) out.emplace_back(w);
   return out;
 }
 
@@ -203,25 +210,31 @@ bool is_jail_name(const std::string& name) {
   });
 }
 
-Layout parse_layout(const std::string& mountinfo, const std::string& v2_controllers) {
+Layout parse_layout(std::string_view mountinfo, std::string_view v2_controllers) {
   Layout l;
-  std::istringstream in(mountinfo);
-  std::string line;
-  while (std::getline(in, line)) {
+  // Views into the text, line by line: /proc/self/mountinfo is read on every launch, and only
+  // the cgroup lines need anything kept.
+  while (!mountinfo.empty()) {
+    size_t eol = mountinfo.find('\n');
+    std::string_view line = mountinfo.substr(0, eol);
+    mountinfo.remove_prefix(eol == std::string_view::npos ? mountinfo.size() : eol + 1);
     // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
     auto sep = line.find(" - ");
-    if (sep == std::string::npos) continue;
-    auto left = split_words(line.substr(0, sep), ' ');
-    auto right = split_words(line.substr(sep + 3), ' ');
-    if (left.size() < 5 || right.size() < 3) continue;
-    const std::string& mount_point = left[4];
+    if (sep == std::string_view::npos) continue;
+    std::string_view fstype = line.substr(sep + 3, line.find(' ', sep + 3) - (sep + 3));
+    if (fstype != "cgroup2" && fstype != "cgroup") continue;
+    auto right = words(line.substr(sep + 3), ' ');
+    if (right.size() < 3) continue;
+    auto left = words(line.substr(0, sep), ' ');
+    if (left.size() < 5) continue;
+    const std::string_view mount_point = left[4];
     if (right[0] == "cgroup2") {
       if (l.v2.empty()) l.v2 = mount_point;
-    } else if (right[0] == "cgroup") {
-      for (auto& opt : split_words(right[2], ','))
-        if (opt != "rw" && opt != "ro" && !opt.starts_with("name=") && !l.v1.contains(opt))
-          l.v1[opt] = mount_point;
+      continue;
     }
+    for (auto opt : words(right[2], ','))
+      if (opt != "rw" && opt != "ro" && !opt.starts_with("name=") && !l.v1.contains(opt))
+        l.v1.emplace(opt, mount_point);
   }
   l.v2_controllers = split_words(v2_controllers, ' ');
   return l;

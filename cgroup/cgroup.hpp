@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/fd.hpp"
@@ -30,8 +31,8 @@ enum class Version { kNone = 0, kV1 = 1, kV2 = 2 };
 
 // What the host offers, read from /proc/self/mountinfo and the v2 root's cgroup.controllers.
 struct Layout {
-  std::map<std::string, std::string> v1;  // controller ("memory") -> mount point
-  std::string v2;                         // cgroup2 mount point, "" if none
+  std::map<std::string, std::string, std::less<>> v1;  // controller ("memory") -> mount point
+  std::string v2;                                      // cgroup2 mount point, "" if none
   std::vector<std::string> v2_controllers;
 };
 
@@ -64,7 +65,7 @@ struct Write {
   std::string path, text;
 };
 
-Layout parse_layout(const std::string& mountinfo, const std::string& v2_controllers);
+Layout parse_layout(std::string_view mountinfo, std::string_view v2_controllers);
 // Reads this host's layout (cheap: one small file, read once per process).
 const Layout& host_layout();
 
