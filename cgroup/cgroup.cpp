@@ -221,10 +221,8 @@ Layout parse_layout(std::string_view mountinfo, std::string_view v2_controllers)
     // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
     auto sep = line.find(" - ");
     if (sep == std::string_view::npos) continue;
-    std::string_view fstype = line.substr(sep + 3, line.find(' ', sep + 3) - (sep + 3));
-    if (fstype != "cgroup2" && fstype != "cgroup") continue;
-    auto right = words(line.substr(sep + 3), ' ');
-    if (right.size() < 3) continue;
+    auto right = words(line.substr(sep + 3), ' ');  // FSTYPE SOURCE SUPEROPTIONS
+    if (right.size() < 3 || (right[0] != "cgroup2" && right[0] != "cgroup")) continue;
     auto left = words(line.substr(0, sep), ' ');
     if (left.size() < 5) continue;
     const std::string_view mount_point = left[4];
