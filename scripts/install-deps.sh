@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh [--build-only | --fuzz]   (--fuzz adds clang 16 for scripts/fuzz.sh)
 set -euo pipefail
 build_pkgs=(g++ cmake make pkg-config libseccomp-dev libcap-dev libaudit-dev libauparse-dev
-  libcap-ng-dev nettle-dev libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev libtomlplusplus-dev libcli11-dev
+  libcap-ng-dev libmd-dev libnftnl-dev libmnl-dev libnl-3-dev libnl-route-3-dev libtomlplusplus-dev libcli11-dev
   nlohmann-json3-dev libfmt-dev catch2 clang-format)
 test_pkgs=(iproute2 nftables auditd iperf3 hyperfine bubblewrap firejail socat strace python3
   procps util-linux)

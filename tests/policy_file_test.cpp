@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "policy/spec.hpp"
@@ -268,6 +269,32 @@ TEST_CASE("stockade check prints the effective policy, or the error with exit 2"
   auto tenant = test::stockade({"check", kExamples + "/tenant-a.toml"});
   CHECK_THAT(tenant.out, Catch::Contains("203.0.113.0/24"));
   CHECK_THAT(tenant.out, Catch::Contains("pids = 512"));
+}
+
+TEST_CASE("the policy digest is the SHA-256 of the effective policy without its command",
+          "[policy]") {
+  test::TempDir dir;
+  for (const auto& path : files_in(kExamples, ".toml")) {
+    INFO(path);
+    auto spec = policy::load_policy(path);
+    REQUIRE(spec);
+    // The definition, computed here by coreutils: compact JSON of to_json, command removed.
+    auto j = nlohmann::json::parse(policy::to_json(*spec));
+    j["process"].erase("command");
+    std::string text_file = dir.path() + "/policy.json";
+    std::ofstream(text_file) << j.dump();
+    auto sum = test::run({"/usr/bin/sha256sum", text_file});
+    REQUIRE(sum.exit_code == 0);
+    CHECK(policy::digest(*spec) == "sha256:" + sum.out.substr(0, 64));
+    // Another command, the same policy; another capability, another policy.
+    auto other = *spec;
+    other.argv = {"/bin/other", "--flag"};
+    CHECK(policy::digest(other) == policy::digest(*spec));
+    int extra = CAP_SYS_NICE;
+    while (std::find(other.caps.begin(), other.caps.end(), extra) != other.caps.end()) ++extra;
+    other.caps.push_back(extra);
+    CHECK(policy::digest(other) != policy::digest(*spec));
+  }
 }
 
 TEST_CASE("a rejected policy changes nothing on the host", "[policy]") {
