@@ -46,14 +46,8 @@ std::map<std::string, std::string> jail_cgroup_dirs() {
 
 // Whether jail id runs: its registry entry names a live supervisor.
 bool jail_running(const std::string& id) {
-  std::ifstream f(test::registry_path(id));
-  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-  try {
-    auto j = nlohmann::json::parse(text);
-    return test::alive(j.value("supervisor_pid", 0));
-  } catch (...) {
-    return false;  // no entry (or half-written): not running as far as gc is concerned
-  }
+  auto rec = common::registry::read(test::kRegistryDir, id);
+  return rec && common::registry::supervisor_alive(*rec);
 }
 
 // What gc got wrong about jail cgroup directories since `before` (path -> id): a new one whose
