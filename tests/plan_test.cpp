@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 
+#include "supervisor/detail/skeleton.hpp"
 #include "tests/support.hpp"
 
 using supervisor::detail::make_plan;
@@ -97,4 +99,39 @@ TEST_CASE("a user bind of a missing source fails before anything is started", "[
   REQUIRE_FALSE(plan);
   CHECK(plan.error().err == ENOENT);
   CHECK_THAT(plan.error().what, Catch::Contains("--bind '/surely/not/here'"));
+}
+
+// The shared /etc skeleton is reused while its version stands: every way a host file it copies
+// can change must give a new version, or jails would keep a stale copy.
+TEST_CASE("the skeleton's version follows every change to what it copies", "[plan]") {
+  using supervisor::detail::skeleton_version;
+  test::TempDir etc;
+  auto write = [&](const std::string& rel, const std::string& text) {
+    FILE* f = std::fopen((etc.path() + "/" + rel).c_str(), "w");
+    REQUIRE(f != nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  REQUIRE(::mkdir((etc.path() + "/ld.so.conf.d").c_str(), 0755) == 0);
+  write("passwd", "root:x:0:0::/root:/bin/sh\n");
+  write("ld.so.conf.d/a.conf", "/opt/a/lib\n");
+  const std::string v0 = skeleton_version(etc.path());
+  CHECK(v0.size() == 16);
+  CHECK(v0.find_first_not_of("0123456789abcdef") == std::string::npos);
+  CHECK(skeleton_version(etc.path()) == v0);  // nothing changed: the skeleton is reused
+
+  // Edited in place: the directory's mtime stays, the file's size and times change.
+  write("ld.so.conf.d/a.conf", "/opt/a/lib\n/opt/a/lib64\n");
+  const std::string v1 = skeleton_version(etc.path());
+  CHECK(v1 != v0);
+  write("ld.so.conf.d/b.conf", "/opt/b/lib\n");  // added
+  const std::string v2 = skeleton_version(etc.path());
+  CHECK(v2 != v1);
+  REQUIRE(::unlink((etc.path() + "/ld.so.conf.d/b.conf").c_str()) == 0);  // removed
+  CHECK(skeleton_version(etc.path()) != v2);
+  // Replaced by rename, as package managers do.
+  const std::string v3 = skeleton_version(etc.path());
+  write("passwd.new", "root:x:0:0::/root:/bin/bash\n");
+  REQUIRE(::rename((etc.path() + "/passwd.new").c_str(), (etc.path() + "/passwd").c_str()) == 0);
+  CHECK(skeleton_version(etc.path()) != v3);
 }

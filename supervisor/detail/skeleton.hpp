@@ -18,6 +18,10 @@ const std::vector<const char*>& skeleton_etc_entries();
 // The device nodes bound into every jail's /dev.
 const std::vector<const char*>& skeleton_dev_nodes();
 
+// The version of a skeleton made from this /etc (a 16-digit hex digest of the entries' metadata):
+// it changes when one of them, or a file in ld.so.conf.d, is replaced, edited, added or removed.
+std::string skeleton_version(const std::string& etc);
+
 // Returns the directory holding etc/ and dev/ for the host as it is now, building it if needed.
 common::Result<std::string> ensure_skeleton(const std::string& base);
 
