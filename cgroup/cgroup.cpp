@@ -3,9 +3,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
+#include <linux/magic.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -61,6 +63,16 @@ std::optional<std::uint64_t> read_number(const std::string& path) {
   auto text = read_file(path);
   if (!text || text->empty() || (*text)[0] < '0' || (*text)[0] > '9') return std::nullopt;
   return std::strtoull(text->c_str(), nullptr, 10);
+}
+
+// Calls f with each line of text (a view, without its newline).
+template <class F>
+void for_each_line(std::string_view text, F f) {
+  while (!text.empty()) {
+    size_t eol = text.find('\n');
+    f(text.substr(0, eol));
+    text.remove_prefix(eol == std::string_view::npos ? text.size() : eol + 1);
+  }
 }
 
 // The words of text, split at sep, spaces and newlines; views into text.
@@ -212,34 +224,48 @@ bool is_jail_name(const std::string& name) {
 
 Layout parse_layout(std::string_view mountinfo, std::string_view v2_controllers) {
   Layout l;
-  // Views into the text, line by line: /proc/self/mountinfo is read on every launch, and only
-  // the cgroup lines need anything kept.
-  while (!mountinfo.empty()) {
-    size_t eol = mountinfo.find('\n');
-    std::string_view line = mountinfo.substr(0, eol);
-    mountinfo.remove_prefix(eol == std::string_view::npos ? mountinfo.size() : eol + 1);
+  // Views into the text, line by line: on v1 and hybrid hosts /proc/self/mountinfo is read on
+  // every launch, and only the cgroup lines need anything kept.
+  for_each_line(mountinfo, [&l](std::string_view line) {
     // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
     auto sep = line.find(" - ");
-    if (sep == std::string_view::npos) continue;
+    if (sep == std::string_view::npos) return;
     auto right = words(line.substr(sep + 3), ' ');  // FSTYPE SOURCE SUPEROPTIONS
-    if (right.size() < 3 || (right[0] != "cgroup2" && right[0] != "cgroup")) continue;
+    if (right.size() < 3 || (right[0] != "cgroup2" && right[0] != "cgroup")) return;
     auto left = words(line.substr(0, sep), ' ');
-    if (left.size() < 5) continue;
+    if (left.size() < 5) return;
     const std::string_view mount_point = left[4];
     if (right[0] == "cgroup2") {
       if (l.v2.empty()) l.v2 = mount_point;
-      continue;
+      return;
     }
     for (auto opt : words(right[2], ','))
       if (opt != "rw" && opt != "ro" && !opt.starts_with("name=") && !l.v1.contains(opt))
         l.v1.emplace(opt, mount_point);
-  }
+  });
   l.v2_controllers = split_words(v2_controllers, ' ');
+  return l;
+}
+
+std::optional<Layout> pure_v2_layout(const std::string& root, const std::string& self_cgroup) {
+  struct statfs fs {};
+  if (::statfs(root.c_str(), &fs) != 0 || fs.f_type != CGROUP2_SUPER_MAGIC) return std::nullopt;
+  // Only "0::PATH" lines: a v1 hierarchy shows as "ID:CONTROLLERS:PATH" or "ID:name=NAME:PATH".
+  auto text = read_file(self_cgroup);
+  if (!text || text->empty()) return std::nullopt;
+  bool v1 = false;
+  for_each_line(*text, [&v1](std::string_view line) { v1 |= !line.starts_with("0::"); });
+  if (v1) return std::nullopt;
+  Layout l;
+  l.v2 = root;
+  l.v2_controllers = split_words(read_file(root + "/cgroup.controllers").value_or(""), ' ');
   return l;
 }
 
 const Layout& host_layout() {
   static const Layout kLayout = [] {
+    // On a v1 or hybrid host /sys/fs/cgroup is a tmpfs: one statfs is all this costs there.
+    if (auto l = pure_v2_layout("/sys/fs/cgroup", "/proc/self/cgroup")) return std::move(*l);
     std::string mi = read_file("/proc/self/mountinfo").value_or("");
     Layout l = parse_layout(mi, "");
     if (!l.v2.empty())

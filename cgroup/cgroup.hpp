@@ -29,7 +29,8 @@ namespace cgroup {
 
 enum class Version { kNone = 0, kV1 = 1, kV2 = 2 };
 
-// What the host offers, read from /proc/self/mountinfo and the v2 root's cgroup.controllers.
+// What the host offers: the cgroup mounts (from /proc/self/mountinfo, or /sys/fs/cgroup itself on
+// a pure v2 host) and the v2 root's cgroup.controllers.
 struct Layout {
   std::map<std::string, std::string, std::less<>> v1;  // controller ("memory") -> mount point
   std::string v2;                                      // cgroup2 mount point, "" if none
@@ -66,7 +67,12 @@ struct Write {
 };
 
 Layout parse_layout(std::string_view mountinfo, std::string_view v2_controllers);
-// Reads this host's layout (cheap: one small file, read once per process).
+// A pure cgroup v2 host, recognised without the mount table: `root` is a cgroup2 mount and the
+// file self_cgroup (/proc/self/cgroup) names no v1 hierarchy, not even a named one. Then the
+// layout is {v2 = root, its cgroup.controllers}; otherwise nullopt.
+std::optional<Layout> pure_v2_layout(const std::string& root, const std::string& self_cgroup);
+// Reads this host's layout once per process: /sys/fs/cgroup when it is a pure v2 host, else
+// /proc/self/mountinfo (~85 us on the test VM, and it grows with the host's mounts).
 const Layout& host_layout();
 
 // Controllers the limits need, in a fixed order (pids, memory, cpu, devices).

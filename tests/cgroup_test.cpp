@@ -4,13 +4,16 @@
 #include "cgroup/cgroup.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -77,6 +80,76 @@ TEST_CASE("cgroup layouts are read from mountinfo: v1 controllers and the v2 mou
   auto v2 = cgroup::parse_layout(kPureV2, "cpuset cpu io memory pids");
   CHECK(v2.v1.empty());
   CHECK(v2.v2 == "/sys/fs/cgroup");
+}
+
+TEST_CASE("a directory that is not a cgroup2 mount is no pure v2 host", "[cgroup]") {
+  test::TempDir tmp;
+  std::ofstream(tmp.path() + "/cgroup") << "0::/\n";
+  CHECK_FALSE(cgroup::pure_v2_layout(tmp.path(), tmp.path() + "/cgroup"));
+  CHECK_FALSE(cgroup::pure_v2_layout(tmp.path() + "/missing", tmp.path() + "/cgroup"));
+}
+
+// The launch path's shortcut past /proc/self/mountinfo. This host is hybrid, so a cgroup2 is
+// mounted in a private mount namespace (never the host's) and /proc/self/cgroup is played by
+// files: the shortcut must take exactly the hosts with no v1 hierarchy.
+TEST_CASE("a pure v2 host is recognised from its cgroup2 mount and /proc/self/cgroup",
+          "[root][cgroup]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir tmp;
+  const std::string mnt = tmp.path() + "/cg";
+  REQUIRE(::mkdir(mnt.c_str(), 0755) == 0);
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(tmp.path() + "/" + name) << text;
+    return tmp.path() + "/" + name;
+  };
+  const std::string pure = write("pure", "0::/user.slice/session-1.scope\n");
+  const std::string v1 = write("v1", "12:pids:/user.slice\n0::/user.slice\n");
+  const std::string named = write("named", "1:name=systemd:/\n0::/\n");
+  const std::string empty = write("empty", "");
+  int out[2];
+  REQUIRE(::pipe(out) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(out[0]);
+    std::string r;
+    if (::unshare(CLONE_NEWNS) != 0 ||
+        ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
+        ::mount("cgroup2", mnt.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) !=
+            0) {
+      r = std::string("setup: ") + std::strerror(errno);
+    } else {
+      auto l = cgroup::pure_v2_layout(mnt, pure);
+      r = l ? "v2=" + l->v2 + " v1=" + std::to_string(l->v1.size()) +
+                  " controllers=" + std::to_string(l->v2_controllers.size())
+            : "none";
+      std::ifstream in(mnt + "/cgroup.controllers");
+      std::string word;
+      size_t n = 0;
+      while (in >> word) ++n;
+      r += " expected=" + std::to_string(n);
+      for (const auto& f : {v1, named, empty, tmp.path() + "/missing"})
+        r += cgroup::pure_v2_layout(mnt, f) ? " taken" : " refused";
+    }
+    (void)!::write(out[1], r.data(), r.size());
+    ::_exit(0);
+  }
+  ::close(out[1]);
+  std::string r;
+  char buf[512];
+  ssize_t n;
+  while ((n = ::read(out[0], buf, sizeof buf)) > 0) r.append(buf, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  INFO(r);
+  REQUIRE(r.starts_with("v2=" + mnt + " v1=0 controllers="));
+  const auto got = r.substr(r.find("controllers=") + 12,
+                            r.find(' ', r.find("controllers=")) - (r.find("controllers=") + 12));
+  CHECK(r.find(" expected=" + got + " ") != std::string::npos);
+  CHECK(r.ends_with(" refused refused refused refused"));
+  // The mount was the private namespace's only: the host's table never saw it.
+  CHECK(test::host_mounts_mentioning(mnt) == 0);
 }
 
 TEST_CASE("on a hybrid host every limit goes to its v1 hierarchy under stockade/ID", "[cgroup]") {
