@@ -116,6 +116,11 @@ std::vector<std::string> split_words(std::string_view s, char sep) {
   return out;
 }
 
+// The controllers a v2 directory offers its children (its cgroup.controllers; none if unreadable).
+std::vector<std::string> controllers_offered(const std::string& dir) {
+  return split_words(read_file(dir + "/cgroup.controllers").value_or(""), ' ');
+}
+
 // Which directory of the plan serves a controller (v1: the one on its mount; v2: the only one).
 std::string dir_for(const Plan& plan, const std::string& controller) {
   if (plan.version == Version::kV2) return plan.dirs.empty() ? "" : plan.dirs[0];
@@ -258,7 +263,7 @@ std::optional<Layout> pure_v2_layout(const std::string& root, const std::string&
   if (v1) return std::nullopt;
   Layout l;
   l.v2 = root;
-  l.v2_controllers = split_words(read_file(root + "/cgroup.controllers").value_or(""), ' ');
+  l.v2_controllers = controllers_offered(root);
   return l;
 }
 
@@ -268,8 +273,7 @@ const Layout& host_layout() {
     if (auto l = pure_v2_layout("/sys/fs/cgroup", "/proc/self/cgroup")) return std::move(*l);
     std::string mi = read_file("/proc/self/mountinfo").value_or("");
     Layout l = parse_layout(mi, "");
-    if (!l.v2.empty())
-      l.v2_controllers = split_words(read_file(l.v2 + "/cgroup.controllers").value_or(""), ' ');
+    if (!l.v2.empty()) l.v2_controllers = controllers_offered(l.v2);
     return l;
   }();
   return kLayout;
@@ -326,7 +330,7 @@ Result<Plan> plan_jail(const Layout& layout, const Limits& limits, const std::st
     if (c == "devices") continue;  // v2 has no devices controller: a BPF program (create)
     // The jail's parent must be given the controller by its own parent (delegation).
     std::string where = parent.empty() ? layout.v2 : layout.v2 + "/" + parent;
-    auto offered = split_words(read_file(where + "/cgroup.controllers").value_or(""), ' ');
+    auto offered = controllers_offered(where);
     if (parent.empty()) offered = layout.v2_controllers;
     if (std::find(offered.begin(), offered.end(), c) == offered.end())
       return fail(0,
