@@ -11,6 +11,7 @@
 #include "cgroup/cgroup.hpp"
 #include "cli/diagnose.hpp"
 #include "cli/nsjail_flags.hpp"
+#include "cli/run_options.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
 #include "netjail/netjail.hpp"
@@ -34,106 +35,6 @@ void ensure_stdio() {
       ::dup2(n, fd);
       ::close(n);
     }
-  }
-}
-
-// The values of --bind, --ro-bind and --tmpfs, each option's in its own order; mount_order()
-// interleaves them as they stood on the command line.
-struct MountOptions {
-  std::vector<std::string> bind, ro_bind, tmpfs;
-  CLI::Option *bind_opt = nullptr, *ro_bind_opt = nullptr, *tmpfs_opt = nullptr;
-};
-
-void add_run_options(CLI::App* run, policy::RunFlags& f, MountOptions& m, bool& quiet) {
-  run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
-  m.bind_opt = run->add_option("-B,--bind", m.bind, "SRC[:DST] read-write bind mount")
-                   ->type_name("SRC[:DST]");
-  m.ro_bind_opt = run->add_option("-R,--ro-bind", m.ro_bind, "SRC[:DST] read-only bind mount")
-                      ->type_name("SRC[:DST]");
-  m.tmpfs_opt = run->add_option("-T,--tmpfs", m.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
-                    ->type_name("DST[:SIZE]");
-  run->add_option("-c,--chroot", f.chroot, "use DIR, read-only, as the jail's root")
-      ->type_name("DIR");
-  run->add_option("-D,--cwd", f.cwd, "working directory inside the jail (default /)");
-  run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
-  run->add_option("-E,--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
-      ->type_name("NAME[=VALUE]");
-  run->add_option("-H,--hostname", f.hostname, "hostname inside the jail (default stockade)");
-  run->add_option("--rlimit", f.rlimits,
-                  "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
-      ->type_name("NAME=VALUE");
-  run->add_option("-t,--time-limit", f.time_limit, "kill the whole jail after SECONDS")
-      ->type_name("SECONDS");
-  run->add_option("--kill-grace", f.kill_grace,
-                  "after a forwarded SIGTERM, SIGKILL the jail after SECONDS (default 5)")
-      ->type_name("SECONDS");
-  run->add_option("--net", f.net,
-                  "none | loopback | bridge (default loopback; bridge: a veth on a shared bridge, "
-                  "NAT out, egress policy on the host side; needs root)");
-  run->add_option("--bridge", f.bridge, "bridge NAME for --net bridge (default stockade0)")
-      ->type_name("NAME");
-  run->add_option("--subnet", f.subnets,
-                  "the bridge's IPv4 or IPv6 network (default 10.231.0.0/16, "
-                  "fd5e:a7c0:de00::/64)")
-      ->type_name("CIDR");
-  run->add_option("--egress", f.egress,
-                  "allow CIDR[,tcp|udp|icmp|any[,PORT[-PORT]]] out, e.g. 203.0.113.0/24,tcp,443")
-      ->type_name("RULE");
-  run->add_option("--dns", f.dns, "a resolver the jail may query (goes into its resolv.conf)")
-      ->type_name("IP");
-  run->add_option("--allow-host", f.allow_hosts,
-                  "allow NAME, resolved when the jail starts (pinned in its /etc/hosts)")
-      ->type_name("NAME");
-  run->add_option("-p,--publish", f.publish, "HOST_PORT:JAIL_PORT[/tcp|udp] published port")
-      ->type_name("PORTS");
-  run->add_option("--host-ids", f.host_ids,
-                  "START[:COUNT] host uids/gids leased to jails (default 1879048192:65536)");
-  run->add_option("--tmp-size", f.tmp_size, "size of the jail's /tmp (default 256M)");
-  run->add_option_function<std::string>(
-         "--memory-max",
-         [&f](const std::string& v) {
-           auto b = policy::parse_size(v);
-           f.cgroup.memory_bytes = b ? *b : 0;  // 0 is refused with a message by apply_flags
-         },
-         "hard memory limit of the jail's cgroup, e.g. 512M (swap off; needs root)")
-      ->type_name("SIZE");
-  run->add_option_function<std::uint64_t>(
-         "--pids-max", [&f](std::uint64_t v) { f.cgroup.pids = v; },
-         "most processes and threads in the jail at once (cgroup; as root the default is 4096)")
-      ->type_name("N");
-  run->add_option_function<std::uint64_t>(
-         "--cpu-ms-per-sec", [&f](std::uint64_t v) { f.cgroup.cpu_ms_per_sec = v; },
-         "CPU time per second of wall time, 1000 = one CPU (cgroup; needs root)")
-      ->type_name("MS");
-  run->add_option("--device", f.devices,
-                  "expose a host device node at the same path; the device controller allows "
-                  "exactly it (access letters from rwm, default rw; needs root, cgroup v1)")
-      ->type_name("PATH[:rwm]");
-  run->add_option("--cgroup-parent", f.cgroup_parent,
-                  "put the jail's cgroup under PARENT/stockade/ID (relative to each cgroup root; "
-                  "e.g. a delegated systemd slice)")
-      ->type_name("PARENT");
-  run->add_option("--seccomp", f.seccomp,
-                  "default | strict | a Docker/OCI profile (FILE.json); default: default");
-  run->add_flag("-q,--quiet", quiet, "print only errors");
-  run->prefix_command();
-  run->footer(
-      "Exit status: the workload's own, 128+N if it was killed by signal N, 125 if the sandbox\n"
-      "could not be set up, 126 if the command cannot be executed, 127 if it is not found,\n"
-      "2 for bad options.");
-}
-
-// Later mounts land on earlier ones, so their order is the user's, not the option kind's.
-void mount_order(const CLI::App* run, const MountOptions& m, policy::RunFlags& f) {
-  using Kind = policy::RunFlags::MountFlag;
-  size_t next_bind = 0, next_ro = 0, next_tmpfs = 0;
-  for (const CLI::Option* opt : run->parse_order()) {
-    if (opt == m.bind_opt && next_bind < m.bind.size())
-      f.mounts.emplace_back(Kind::kBind, m.bind[next_bind++]);
-    else if (opt == m.ro_bind_opt && next_ro < m.ro_bind.size())
-      f.mounts.emplace_back(Kind::kRoBind, m.ro_bind[next_ro++]);
-    else if (opt == m.tmpfs_opt && next_tmpfs < m.tmpfs.size())
-      f.mounts.emplace_back(Kind::kTmpfs, m.tmpfs[next_tmpfs++]);
   }
 }
 
@@ -471,9 +372,9 @@ int cmd_alerts(audit::ReviewOptions& o, const std::string& since) {
   return 0;
 }
 
-// The subcommand the command line names: its first word that is not an option (or the value of
-// --log-format), if that is one of ours; empty otherwise.
-std::string_view chosen_subcommand(int argc, const char* const* argv) {
+// Where the subcommand the command line names is: its first word that is not an option (or the
+// value of --log-format), if that is one of ours; 0 otherwise.
+int subcommand_at(int argc, const char* const* argv) {
   static constexpr std::string_view kNames[] = {"run",  "check", "ps",    "inspect", "diagnose",
                                                 "exec", "gc",    "watch", "alerts"};
   for (int i = 1; i < argc; ++i) {
@@ -484,10 +385,10 @@ std::string_view chosen_subcommand(int argc, const char* const* argv) {
     }
     if (w.starts_with("-")) continue;
     for (auto name : kNames)
-      if (w == name) return name;
-    return {};
+      if (w == name) return i;
+    return 0;
   }
-  return {};
+  return 0;
 }
 
 }  // namespace
@@ -510,22 +411,25 @@ int main(int argc, char** argv) {
     }
   // Every subcommand is listed, but only the one the command line names gets its options (all
   // of them when it names none, for --help): building ~100 options is a launch's 0.4 ms.
-  const std::string_view chosen = chosen_subcommand(n, argv);
+  const int at = subcommand_at(n, argv);
+  const std::string_view chosen = at ? argv[at] : "";
   auto wanted = [&](std::string_view name) { return chosen.empty() || chosen == name; };
 
-  policy::RunFlags run_flags;
-  MountOptions mount_options;
-  bool quiet = false;
+  cli::RunOptions run_options;
   auto* run =
       app.add_subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
   cli::NsjailFlags nsjail;
-  std::string policy_file;
   if (wanted("run")) {
-    add_run_options(run, run_flags, mount_options, quiet);
-    if (cli::wants_nsjail_flags(n, argv)) cli::add_nsjail_flags(run, nsjail);
-    run->add_option("--policy", policy_file,
-                    "policy file (TOML, see docs/policy.md); flags override it")
-        ->type_name("FILE");
+    // Only the options the command line names, as for the subcommands (see run_options.hpp).
+    const bool nsjail_style = cli::wants_nsjail_flags(n, argv);
+    add_run_options(run, run_options, std::span<const char* const>(argv + at + 1, argv + n),
+                    chosen.empty() || nsjail_style);
+    if (nsjail_style) cli::add_nsjail_flags(run, nsjail);
+    run->prefix_command();
+    run->footer(
+        "Exit status: the workload's own, 128+N if it was killed by signal N, 125 if the sandbox\n"
+        "could not be set up, 126 if the command cannot be executed, 127 if it is not found,\n"
+        "2 for bad options.");
   }
 
   std::string check_file;
@@ -674,7 +578,9 @@ int main(int argc, char** argv) {
     return rc == 0 ? 0 : kExitUsage;
   }
   log::set_format(log_format == "json" ? log::Format::kJson : log::Format::kText);
-  log::set_level(verbose ? log::Level::kDebug : quiet ? log::Level::kWarn : log::Level::kInfo);
+  log::set_level(verbose             ? log::Level::kDebug
+                 : run_options.quiet ? log::Level::kWarn
+                                     : log::Level::kInfo);
 
   if (run->parsed()) {
     // Without "--" the command starts at the first word that is not an option of ours; a word
@@ -686,12 +592,12 @@ int main(int argc, char** argv) {
       return kExitUsage;
     }
     rest.insert(rest.end(), command.begin(), command.end());
-    mount_order(run, mount_options, run_flags);
-    if (!cli::apply_nsjail_flags(nsjail, run_flags)) {
+    cli::finish_run_options(run, run_options);
+    if (!cli::apply_nsjail_flags(nsjail, run_options.flags)) {
       for (auto& why : nsjail.refusals) log::error("run: {}", why);
       return kExitUsage;
     }
-    int rc = cmd_run(run_flags, rest, policy_file);
+    int rc = cmd_run(run_options.flags, rest, run_options.policy_file);
 #ifndef __SANITIZE_ADDRESS__
     // The jail and all it had on the host are gone: skip the destructors (the command line's
     // options, the policy) and the C++ runtime's exit work, ~0.1 ms of every launch.

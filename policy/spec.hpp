@@ -79,6 +79,7 @@ struct CgroupLimits {
   std::optional<std::uint64_t> pids;
   std::optional<std::uint64_t> cpu_ms_per_sec;
   bool any() const { return memory_bytes || pids || cpu_ms_per_sec; }
+  bool operator==(const CgroupLimits&) const = default;
 };
 
 // The pids limit every jail run as root gets when its policy names none: a fork bomb stops here
@@ -172,6 +173,7 @@ struct RunFlags {
   CgroupLimits cgroup;               // --memory-max etc. and nsjail's --cgroup_* flags
   std::vector<std::string> devices;  // --device /dev/PATH[:rwm]
   std::optional<std::string> cgroup_parent;
+  bool operator==(const RunFlags&) const = default;
 };
 
 // Checks every flag and builds the spec. Errors name the flag and say what to do.

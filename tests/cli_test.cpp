@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "cli/nsjail_flags.hpp"
+#include "cli/run_options.hpp"
 #include "tests/support.hpp"
 
 // main registers nsjail's flags only when the command line may use one (they cost a launch
@@ -64,6 +65,158 @@ TEST_CASE("every nsjail flag is noticed on the command line; stockade's own are 
                      "--memory-max",
                      "64M",
                      "/bin/true"}));
+}
+
+namespace {
+
+// run's options built for `words` (or all of them), parsed from `words`: what main would see.
+struct RunParse {
+  cli::RunOptions o;
+  std::vector<std::string> rest;
+  std::string error;  // the ParseError's name, exit code and message
+  std::string help;   // what --help prints, if it was asked for
+  size_t built = 0;   // options on run, its help flag included
+};
+
+RunParse parse_run(const std::vector<std::string>& words, bool all) {
+  RunParse p;
+  CLI::App app;
+  auto* run = app.add_subcommand("run");
+  std::vector<const char*> argv{"stockade", "run"};
+  for (auto& w : words) argv.push_back(w.c_str());
+  cli::add_run_options(run, p.o, std::span<const char* const>(argv).subspan(2), all);
+  run->prefix_command();
+  p.built = run->get_options().size();
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::CallForHelp& e) {
+    p.error = e.get_name();
+    p.help = run->help();
+  } catch (const CLI::ParseError& e) {
+    p.error = fmt::format("{} {} {}", e.get_name(), e.get_exit_code(), e.what());
+  }
+  if (run->parsed()) {
+    cli::finish_run_options(run, p.o);
+    p.rest = run->remaining();
+  }
+  return p;
+}
+
+}  // namespace
+
+// main builds only the run options a command line names (building all costs a launch ~0.12
+// ms): each must be built whenever it is named, in every spelling, or it would be refused as
+// unknown.
+TEST_CASE("every run option is built when the command line names it, in every spelling", "[cli]") {
+  auto full = parse_run({}, true);
+  REQUIRE(full.built >= 30);
+  CLI::App all_app;
+  cli::RunOptions all_options;
+  auto* all = all_app.add_subcommand("run");
+  cli::add_run_options(all, all_options, {}, true);
+  auto built = [](std::vector<std::string> words, const std::string& name) {
+    CLI::App app;
+    auto* run = app.add_subcommand("run");
+    cli::RunOptions o;
+    std::vector<const char*> w;
+    for (auto& x : words) w.push_back(x.c_str());
+    cli::add_run_options(run, o, w, false);
+    return run->get_option_no_throw(name) != nullptr;
+  };
+  int names = 0;
+  for (const CLI::Option* opt : all->get_options()) {
+    for (auto& l : opt->get_lnames()) {
+      if (l == "help") continue;
+      INFO("--" << l);
+      CHECK(built({"--" + l}, "--" + l));
+      CHECK(built({"--" + l + "=1"}, "--" + l));
+      CHECK(built({"-q", "--" + l, "x"}, "--" + l));
+      ++names;
+    }
+    for (auto& s : opt->get_snames()) {
+      if (s == "h") continue;
+      INFO("-" << s);
+      CHECK(built({"-" + s}, "-" + s));
+      CHECK(built({"-q" + s}, "-" + s));        // combined short flags
+      CHECK(built({"-" + s + "/x"}, "-" + s));  // a value joined on
+      ++names;
+    }
+  }
+  CHECK(names >= 38);
+  // A command line naming one option builds that one (and the help flag), not all.
+  CHECK(parse_run({"-q"}, false).built == 2);
+  CHECK(parse_run({"--net", "none", "-B", "/a:/b"}, false).built == 3);
+  // Help, and words no option claims, build all of them.
+  for (std::vector<std::string> words : {std::vector<std::string>{"--help"},
+                                         {"-h"},
+                                         {"-qh"},
+                                         {"-q", "--nope"},
+                                         {"-Z"},
+                                         {"-1"},
+                                         {"--kill-grace", "-1"},
+                                         {"-v"},
+                                         {"--"}}) {
+    INFO(words.back());
+    CHECK(parse_run(words, false).built == full.built);
+  }
+}
+
+// The point of building only what is named: CLI11 sees the same command line the same way.
+TEST_CASE("run's options parse the same whether all are built or only those named", "[cli]") {
+  const std::vector<std::vector<std::string>> lines = {
+      {},
+      {"-q"},
+      {"--quiet=true"},
+      {"-q", "-q"},
+      {"/bin/echo", "-la"},
+      {"-q", "/bin/echo", "--bind", "x"},
+      {"-B/a:/b", "-T", "/t", "--ro-bind=/c:/d", "-R", "/e", "--bind", "/f", "-qT/g"},
+      {"--user", "1000:1000", "--cap", "NET_BIND_SERVICE", "--cap", "NET_RAW"},
+      {"--cap", "NET_BIND_SERVICE", "/bin/true"},
+      {"-E", "A=1", "--env=B", "-H", "h", "-D", "/tmp", "-c", "/srv/root"},
+      {"--rlimit", "nofile=64", "--rlimit", "as=1G:2G", "-t", "2.5", "--kill-grace", "1"},
+      {"--net", "bridge", "--bridge", "br0", "--subnet", "10.1.0.0/24", "--egress",
+       "10.1.0.0/24,tcp,443", "--dns", "10.1.0.1", "--allow-host", "mirror", "-p", "8080:80"},
+      {"--host-ids", "100000:10", "--tmp-size", "8M", "--memory-max", "64M", "--pids-max", "10",
+       "--cpu-ms-per-sec", "500", "--device", "/dev/fuse:rw", "--cgroup-parent", "a.slice"},
+      {"--seccomp", "strict", "--policy", "p.toml"},
+      {"--hostname", "-x"},
+      {"--hostname", "--bind"},
+      {"--kill-grace", "-1"},
+      {"--pids-max", "abc"},
+      {"--pids-max", "5", "--pids-max", "7"},
+      {"--time-limit"},
+      {"--cap"},
+      {"--nope"},
+      {"-Z", "/bin/true"},
+      {"-qZ"},
+      {"-v"},
+      {"--net"},
+      {"-q", "--help"},
+      {"-qh"},
+      {"-h"},
+      {"--memory-max", "lots"},
+      {"-t", "x"},
+  };
+  for (const auto& words : lines) {
+    std::string shown;
+    for (auto& w : words) shown += " " + w;
+    INFO("stockade run" << shown);
+    auto lazy = parse_run(words, false);
+    auto full = parse_run(words, true);
+    CHECK(lazy.error == full.error);
+    CHECK(lazy.help == full.help);
+    CHECK(lazy.rest == full.rest);
+    CHECK(lazy.o.flags == full.o.flags);
+    CHECK(lazy.o.policy_file == full.o.policy_file);
+    CHECK(lazy.o.quiet == full.o.quiet);
+  }
+  // The corpus reaches what it means to: parses, errors and help.
+  CHECK(parse_run(lines[6], false).o.flags.mounts.size() == 6);
+  CHECK(parse_run(lines[6], false).o.flags.mounts[5].second == "/g");
+  CHECK(parse_run({"--pids-max", "abc"}, false).error.starts_with("ConversionError"));
+  CHECK_THAT(parse_run({"-h"}, false).help, Catch::Contains("--cgroup-parent"));
+  CHECK(parse_run({"--nope"}, false).rest == std::vector<std::string>{"--nope"});
 }
 
 TEST_CASE("nsjail flags that would weaken a jail are refused with the reason, before any setup",
