@@ -219,6 +219,36 @@ TEST_CASE("run's options parse the same whether all are built or only those name
   CHECK(parse_run({"--nope"}, false).rest == std::vector<std::string>{"--nope"});
 }
 
+// main builds only the subcommands a command line has as words: help must still list them all.
+TEST_CASE("help lists every subcommand however it is asked for; a second subcommand is refused",
+          "[cli]") {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"--help"}, {"-h"}, {"-vh"}, {"--log-format", "json", "-h"}}) {
+    auto r = test::stockade(args);
+    INFO(args.front() << " " << args.back() << ": " << r.err);
+    CHECK(r.exit_code == 0);
+    for (const char* sub :
+         {"run", "check", "ps", "inspect", "diagnose", "exec", "gc", "watch", "alerts"})
+      CHECK_THAT(r.out, Catch::Contains(std::string("\n  ") + sub + " "));
+  }
+  auto r = test::stockade({"ps", "inspect"});
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("inspect"));
+  // With a subcommand named, before or after it, help is that subcommand's, whole.
+  for (std::vector<std::string> args : {std::vector<std::string>{"run", "--help"},
+                                        {"--help", "run"},
+                                        {"run", "-qh"},
+                                        {"-h", "run"}}) {
+    r = test::stockade(args);
+    INFO(args.front() << " " << args.back() << ": " << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, Catch::Contains("--cgroup-parent"));
+    CHECK_THAT(r.out, !Catch::Contains("\n  inspect "));
+  }
+  r = test::stockade({"-h", "gc"});
+  CHECK_THAT(r.out, Catch::Contains("--bridges"));
+}
+
 TEST_CASE("nsjail flags that would weaken a jail are refused with the reason, before any setup",
           "[cli]") {
   struct Case {
