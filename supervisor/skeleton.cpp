@@ -80,8 +80,11 @@ std::string skeleton_version(const std::string& etc) {
   while (dir && (n = ::getdents64(dir.get(), buf, sizeof buf)) > 0)
     for (ssize_t at = 0; at < n;) {
       auto* e = reinterpret_cast<const dirent64*>(buf + at);
-      d.add_stat(conf_d + e->d_name);
       at += e->d_reclen;
+      // Not "." (stat above) nor "..": that is etc itself, whose times change with any of its
+      // entries (a DHCP client replacing resolv.conf), and would rebuild the skeleton for none.
+      const std::string_view name = e->d_name;
+      if (name != "." && name != "..") d.add_stat(conf_d + e->d_name);
     }
   for (const char* n : skeleton_dev_nodes()) d.add(n);
   return fmt::format("{:016x}", d.h);

@@ -119,6 +119,10 @@ TEST_CASE("the skeleton's version follows every change to what it copies", "[pla
   CHECK(v0.size() == 16);
   CHECK(v0.find_first_not_of("0123456789abcdef") == std::string::npos);
   CHECK(skeleton_version(etc.path()) == v0);  // nothing changed: the skeleton is reused
+  // A file it does not copy comes and goes beside the ones it does (etc's own times change).
+  write("resolv.conf", "nameserver 192.0.2.1\n");
+  REQUIRE(::unlink((etc.path() + "/resolv.conf").c_str()) == 0);
+  CHECK(skeleton_version(etc.path()) == v0);
 
   // Edited in place: the directory's mtime stays, the file's size and times change.
   write("ld.so.conf.d/a.conf", "/opt/a/lib\n/opt/a/lib64\n");
