@@ -55,18 +55,25 @@ class OptionFilter {
   bool all_, probing_ = true;
 };
 
+// A repeatable option: one value each time it is given (-B /a -B /b), as nsjail's are, not every
+// word up to the next option, so `stockade run -B /src /bin/ls` runs /bin/ls.
+CLI::Option* add_list(CLI::App* run, const char* names, std::vector<std::string>& values,
+                      const char* description) {
+  return run->add_option(names, values, description)->allow_extra_args(false);
+}
+
 // Each option is built only if want(its names); `run` is not touched while want() says no.
 void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
   policy::RunFlags& f = o.flags;
   if (want("--user")) run->add_option("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
   if (want("-B,--bind"))
-    o.bind_opt = run->add_option("-B,--bind", o.bind, "SRC[:DST] read-write bind mount")
+    o.bind_opt = add_list(run, "-B,--bind", o.bind, "SRC[:DST] read-write bind mount")
                      ->type_name("SRC[:DST]");
   if (want("-R,--ro-bind"))
-    o.ro_bind_opt = run->add_option("-R,--ro-bind", o.ro_bind, "SRC[:DST] read-only bind mount")
+    o.ro_bind_opt = add_list(run, "-R,--ro-bind", o.ro_bind, "SRC[:DST] read-only bind mount")
                         ->type_name("SRC[:DST]");
   if (want("-T,--tmpfs"))
-    o.tmpfs_opt = run->add_option("-T,--tmpfs", o.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
+    o.tmpfs_opt = add_list(run, "-T,--tmpfs", o.tmpfs, "DST[:SIZE] a fresh tmpfs (default 64M)")
                       ->type_name("DST[:SIZE]");
   if (want("-c,--chroot"))
     run->add_option("-c,--chroot", f.chroot, "use DIR, read-only, as the jail's root")
@@ -74,15 +81,15 @@ void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
   if (want("-D,--cwd"))
     run->add_option("-D,--cwd", f.cwd, "working directory inside the jail (default /)");
   if (want("--cap"))
-    run->add_option("--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
+    add_list(run, "--cap", f.caps, "keep this capability, e.g. NET_BIND_SERVICE (default none)");
   if (want("-E,--env"))
-    run->add_option("-E,--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
+    add_list(run, "-E,--env", f.env, "NAME=VALUE, or NAME to pass the host's value")
         ->type_name("NAME[=VALUE]");
   if (want("-H,--hostname"))
     run->add_option("-H,--hostname", f.hostname, "hostname inside the jail (default stockade)");
   if (want("--rlimit"))
-    run->add_option("--rlimit", f.rlimits,
-                    "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
+    add_list(run, "--rlimit", f.rlimits,
+             "as|core|cpu|data|fsize|memlock|nofile|nproc|stack=N[:HARD]")
         ->type_name("NAME=VALUE");
   if (want("-t,--time-limit"))
     run->add_option("-t,--time-limit", f.time_limit, "kill the whole jail after SECONDS")
@@ -99,23 +106,23 @@ void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
     run->add_option("--bridge", f.bridge, "bridge NAME for --net bridge (default stockade0)")
         ->type_name("NAME");
   if (want("--subnet"))
-    run->add_option("--subnet", f.subnets,
-                    "the bridge's IPv4 or IPv6 network (default 10.231.0.0/16, "
-                    "fd5e:a7c0:de00::/64)")
+    add_list(run, "--subnet", f.subnets,
+             "the bridge's IPv4 or IPv6 network (default 10.231.0.0/16, "
+             "fd5e:a7c0:de00::/64)")
         ->type_name("CIDR");
   if (want("--egress"))
-    run->add_option("--egress", f.egress,
-                    "allow CIDR[,tcp|udp|icmp|any[,PORT[-PORT]]] out, e.g. 203.0.113.0/24,tcp,443")
+    add_list(run, "--egress", f.egress,
+             "allow CIDR[,tcp|udp|icmp|any[,PORT[-PORT]]] out, e.g. 203.0.113.0/24,tcp,443")
         ->type_name("RULE");
   if (want("--dns"))
-    run->add_option("--dns", f.dns, "a resolver the jail may query (goes into its resolv.conf)")
+    add_list(run, "--dns", f.dns, "a resolver the jail may query (goes into its resolv.conf)")
         ->type_name("IP");
   if (want("--allow-host"))
-    run->add_option("--allow-host", f.allow_hosts,
-                    "allow NAME, resolved when the jail starts (pinned in its /etc/hosts)")
+    add_list(run, "--allow-host", f.allow_hosts,
+             "allow NAME, resolved when the jail starts (pinned in its /etc/hosts)")
         ->type_name("NAME");
   if (want("-p,--publish"))
-    run->add_option("-p,--publish", f.publish, "HOST_PORT:JAIL_PORT[/tcp|udp] published port")
+    add_list(run, "-p,--publish", f.publish, "HOST_PORT:JAIL_PORT[/tcp|udp] published port")
         ->type_name("PORTS");
   if (want("--host-ids"))
     run->add_option("--host-ids", f.host_ids,
@@ -142,9 +149,9 @@ void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
            "CPU time per second of wall time, 1000 = one CPU (cgroup; needs root)")
         ->type_name("MS");
   if (want("--device"))
-    run->add_option("--device", f.devices,
-                    "expose a host device node at the same path; the device controller allows "
-                    "exactly it (access letters from rwm, default rw; needs root, cgroup v1)")
+    add_list(run, "--device", f.devices,
+             "expose a host device node at the same path; the device controller allows "
+             "exactly it (access letters from rwm, default rw; needs root, cgroup v1)")
         ->type_name("PATH[:rwm]");
   if (want("--cgroup-parent"))
     run->add_option("--cgroup-parent", f.cgroup_parent,

@@ -219,6 +219,38 @@ TEST_CASE("run's options parse the same whether all are built or only those name
   CHECK(parse_run({"--nope"}, false).rest == std::vector<std::string>{"--nope"});
 }
 
+// Without "--" the command is the first word no option takes: a repeatable option takes one
+// value each time it is given, as nsjail's do, not every word up to the next option.
+TEST_CASE("a repeatable run option takes one value each time; the command follows it", "[cli]") {
+  using Strings = std::vector<std::string>;
+  auto p = parse_run({"-B", "/a", "/bin/ls", "/a"}, false);
+  CHECK(p.error.empty());
+  CHECK(p.rest == Strings{"/bin/ls", "/a"});
+  REQUIRE(p.o.flags.mounts.size() == 1);
+  CHECK(p.o.flags.mounts[0].second == "/a");
+  p = parse_run({"--cap", "NET_BIND_SERVICE", "/usr/bin/python3", "server.py"}, false);
+  CHECK(p.o.flags.caps == Strings{"NET_BIND_SERVICE"});
+  CHECK(p.rest == Strings{"/usr/bin/python3", "server.py"});
+  p = parse_run({"--cap", "NET_BIND_SERVICE", "--cap=NET_RAW", "-E", "A=1", "-EB=2", "--", "x"},
+                false);
+  CHECK(p.o.flags.caps == Strings{"NET_BIND_SERVICE", "NET_RAW"});
+  CHECK(p.o.flags.env == Strings{"A=1", "B=2"});
+  for (Strings words : {Strings{"-R", "/a", "-T", "/t", "/bin/true"},
+                        Strings{"--egress", "192.0.2.0/24", "--dns", "192.0.2.53", "/bin/true"},
+                        Strings{"--rlimit", "nofile=64", "-p", "8080:80", "/bin/true"},
+                        Strings{"--subnet", "10.9.0.0/24", "--allow-host", "h", "/bin/true"},
+                        Strings{"--device", "/dev/fuse", "/bin/true"}}) {
+    INFO(words.front());
+    CHECK(parse_run(words, false).rest == Strings{"/bin/true"});
+  }
+
+  // And the jail runs it.
+  auto r = test::stockade({"run", "-q", "-E", "GREETING=hello", "/bin/sh", "-c", "echo $GREETING"});
+  INFO(r.err);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "hello\n");
+}
+
 // main builds only the subcommands a command line has as words: help must still list them all.
 TEST_CASE("help lists every subcommand however it is asked for; a second subcommand is refused",
           "[cli]") {
