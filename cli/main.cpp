@@ -417,10 +417,7 @@ int main(int argc, char** argv) {
   const std::string_view chosen = at ? argv[at] : "";
   auto wanted = [&](std::string_view name) { return chosen.empty() || chosen == name; };
   // Help asked of the main command (before the subcommand; after it, the subcommand's own).
-  const bool help = std::any_of(argv + 1, argv + (at ? at : n), [](std::string_view w) {
-    return w.starts_with("--help") ||
-           (w.starts_with("-") && !w.starts_with("--") && w.find('h') != std::string_view::npos);
-  });
+  const bool help = std::any_of(argv + 1, argv + (at ? at : n), cli::asks_for_help);
   auto subcommand = [&](const char* name, const char* description) -> CLI::App* {
     bool named = std::any_of(argv + 1, argv + n, [&](std::string_view w) { return w == name; });
     return chosen.empty() || help || named ? app.add_subcommand(name, description) : nullptr;

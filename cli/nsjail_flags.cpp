@@ -1,5 +1,7 @@
 #include "cli/nsjail_flags.hpp"
 
+#include "cli/run_options.hpp"
+
 namespace cli {
 namespace {
 
@@ -21,8 +23,9 @@ bool wants_nsjail_flags(int argc, const char* const* argv) {
   for (int i = 1; i < argc; ++i) {
     std::string_view t = argv[i];
     if (!t.starts_with("-") || t.size() < 2) continue;
+    if (asks_for_help(t)) return true;
     t = t.substr(0, t.find('='));
-    if (t == "-h" || t == "--help" || t == "--mode" || t == "--rw" || t == "--daemon") return true;
+    if (t == "--mode" || t == "--rw" || t == "--daemon") return true;
     if (t.starts_with("--")) {
       if (t.find('_') != std::string_view::npos) return true;
     } else if (t.find_first_of("MugPNed") != std::string_view::npos) {

@@ -21,6 +21,10 @@ struct RunOptions {
   CLI::Option *bind_opt = nullptr, *ro_bind_opt = nullptr, *tmpfs_opt = nullptr;
 };
 
+// Whether a command-line word asks CLI11 for help: --help, or a short-option word with an h in
+// it (-h, -qh). What is built lazily must all be built then, so that help lists it.
+bool asks_for_help(std::string_view word);
+
 // Adds run's options to `run`: all of them if `all`, else those `words` (the command line after
 // "run", up to "--") name. Building all ~30 costs a launch ~0.12 ms (cold code, and CLI11
 // checks each new name against every earlier one), and `stockade run -q -- CMD` needs one.

@@ -40,6 +40,7 @@ TEST_CASE("every nsjail flag is noticed on the command line; stockade's own are 
   CHECK(names >= 30);
   CHECK(wants({"--help"}));
   CHECK(wants({"-h"}));
+  CHECK(wants({"-qh"}));
   // A native command line builds none of them.
   CHECK_FALSE(wants({"-q",
                      "--net",
@@ -129,6 +130,8 @@ TEST_CASE("every run option is built when the command line names it, in every sp
       if (l == "help") continue;
       INFO("--" << l);
       CHECK(built({"--" + l}, "--" + l));
+      // Only it (and the help flag): its names are claimed, so nothing falls back to all.
+      CHECK(parse_run({"--" + l}, false).built == 2);
       CHECK(built({"--" + l + "=1"}, "--" + l));
       CHECK(built({"-q", "--" + l, "x"}, "--" + l));
       ++names;
@@ -137,6 +140,7 @@ TEST_CASE("every run option is built when the command line names it, in every sp
       if (s == "h") continue;
       INFO("-" << s);
       CHECK(built({"-" + s}, "-" + s));
+      CHECK(parse_run({"-" + s}, false).built == 2);
       CHECK(built({"-q" + s}, "-" + s));        // combined short flags
       CHECK(built({"-" + s + "/x"}, "-" + s));  // a value joined on
       ++names;
@@ -275,6 +279,7 @@ TEST_CASE("help lists every subcommand however it is asked for; a second subcomm
     INFO(args.front() << " " << args.back() << ": " << r.err);
     CHECK(r.exit_code == 0);
     CHECK_THAT(r.out, Catch::Contains("--cgroup-parent"));
+    CHECK_THAT(r.out, Catch::Contains("--rlimit_nofile"));  // nsjail's too
     CHECK_THAT(r.out, !Catch::Contains("\n  inspect "));
   }
   r = test::stockade({"-h", "gc"});
