@@ -10,7 +10,6 @@
 #include "audit/audit.hpp"
 #include "cgroup/cgroup.hpp"
 #include "cli/diagnose.hpp"
-#include "cli/nsjail_flags.hpp"
 #include "cli/run_options.hpp"
 #include "common/log.hpp"
 #include "common/registry.hpp"
@@ -426,13 +425,11 @@ int main(int argc, char** argv) {
 
   cli::RunOptions run_options;
   auto* run = subcommand("run", "run CMD in a new jail: stockade run [OPTIONS] -- CMD [ARGS...]");
-  cli::NsjailFlags nsjail;
   if (run && wanted("run")) {
     // Only the options the command line names, as for the subcommands (see run_options.hpp).
-    const bool nsjail_style = cli::wants_nsjail_flags(n, argv);
+    // Help asked before "run" is run's help too: all of them then.
     add_run_options(run, run_options, std::span<const char* const>(argv + at + 1, argv + n),
-                    chosen.empty() || nsjail_style);
-    if (nsjail_style) cli::add_nsjail_flags(run, nsjail);
+                    chosen.empty() || help);
     run->prefix_command();
     run->footer(
         "Exit status: the workload's own, 128+N if it was killed by signal N, 125 if the sandbox\n"
@@ -600,8 +597,8 @@ int main(int argc, char** argv) {
     }
     rest.insert(rest.end(), command.begin(), command.end());
     cli::finish_run_options(run, run_options);
-    if (!cli::apply_nsjail_flags(nsjail, run_options.flags)) {
-      for (auto& why : nsjail.refusals) log::error("run: {}", why);
+    if (!cli::apply_nsjail_flags(run_options.nsjail, run_options.flags)) {
+      for (auto& why : run_options.nsjail.refusals) log::error("run: {}", why);
       return kExitUsage;
     }
     int rc = cmd_run(run_options.flags, rest, run_options.policy_file);

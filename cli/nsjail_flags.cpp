@@ -1,6 +1,6 @@
 #include "cli/nsjail_flags.hpp"
 
-#include "cli/run_options.hpp"
+#include "cli/detail/option_builder.hpp"
 
 namespace cli {
 namespace {
@@ -11,110 +11,92 @@ std::string nsjail_limit(const std::string& v, bool mib) {
   return mib ? v + "M" : v;
 }
 
-void refuse(CLI::App* run, NsjailFlags& n, const std::string& flag, const std::string& why) {
-  run->add_flag_callback(
-         flag, [&n, flag, why] { n.refusals.push_back(flag + ": " + why); }, "refused: " + why)
-      ->group("nsjail flags stockade refuses");
+// "refused: WHY" in --help; naming it on the command line fails the run with "FLAG: WHY".
+void refuse(detail::Builder& b, NsjailFlags& n, const char* flag, const char* why) {
+  b.flag_callback(
+      flag, [&n, flag, why] { n.refusals.push_back(std::string(flag) + ": " + why); },
+      std::string("refused: ") + why);
 }
 
 }  // namespace
 
-bool wants_nsjail_flags(int argc, const char* const* argv) {
-  for (int i = 1; i < argc; ++i) {
-    std::string_view t = argv[i];
-    if (!t.starts_with("-") || t.size() < 2) continue;
-    if (asks_for_help(t)) return true;
-    t = t.substr(0, t.find('='));
-    if (t == "--mode" || t == "--rw" || t == "--daemon") return true;
-    if (t.starts_with("--")) {
-      if (t.find('_') != std::string_view::npos) return true;
-    } else if (t.find_first_of("MugPNed") != std::string_view::npos) {
-      return true;
-    }
-  }
-  return false;
-}
-
-void add_nsjail_flags(CLI::App* run, NsjailFlags& n) {
-  const std::string group = "nsjail-compatible flags";
-  run->add_option_function<std::string>(
-         "-M,--mode",
-         [&n](const std::string& m) {
-           if (m != "o")
-             n.refusals.push_back("-M " + m +
-                                  ": stockade runs one command in one jail and waits for it "
-                                  "(nsjail's -Mo); it has no listen, execve-only or rerun mode");
-         },
-         "nsjail mode: only o (once) exists")
-      ->group(group);
-  run->add_option("-u", n.uid, "nsjail: uid inside the jail (the host side is leased)")
-      ->group(group);
-  run->add_option("-g", n.gid, "nsjail: gid inside the jail")->group(group);
+void define_nsjail_flags(detail::Builder& b, NsjailFlags& n) {
+  b.group("nsjail-compatible flags");
+  b.function<std::string>(
+      "-M,--mode",
+      [&n](const std::string& m) {
+        if (m != "o")
+          n.refusals.push_back("-M " + m +
+                               ": stockade runs one command in one jail and waits for it "
+                               "(nsjail's -Mo); it has no listen, execve-only or rerun mode");
+      },
+      "nsjail mode: only o (once) exists");
+  b.value("-u", n.uid, "nsjail: uid inside the jail (the host side is leased)");
+  b.value("-g", n.gid, "nsjail: gid inside the jail");
   struct Rl {
     const char* flag;
     const char* name;
     bool mib;
+    const char* help;
   };
-  for (Rl r : {Rl{"--rlimit_as", "as", true}, Rl{"--rlimit_core", "core", true},
-               Rl{"--rlimit_cpu", "cpu", false}, Rl{"--rlimit_fsize", "fsize", true},
-               Rl{"--rlimit_nofile", "nofile", false}, Rl{"--rlimit_nproc", "nproc", false},
-               Rl{"--rlimit_stack", "stack", true}}) {
-    run->add_option_function<std::string>(
-           r.flag,
-           [&n, r](const std::string& v) {
-             n.rlimits.push_back(std::string(r.name) + "=" + nsjail_limit(v, r.mib));
-           },
-           std::string("nsjail: RLIMIT_") + r.name + (r.mib ? " in MiB" : ""))
-        ->group(group);
+  for (Rl r : {Rl{"--rlimit_as", "as", true, "nsjail: RLIMIT_as in MiB"},
+               Rl{"--rlimit_core", "core", true, "nsjail: RLIMIT_core in MiB"},
+               Rl{"--rlimit_cpu", "cpu", false, "nsjail: RLIMIT_cpu"},
+               Rl{"--rlimit_fsize", "fsize", true, "nsjail: RLIMIT_fsize in MiB"},
+               Rl{"--rlimit_nofile", "nofile", false, "nsjail: RLIMIT_nofile"},
+               Rl{"--rlimit_nproc", "nproc", false, "nsjail: RLIMIT_nproc"},
+               Rl{"--rlimit_stack", "stack", true, "nsjail: RLIMIT_stack in MiB"}}) {
+    b.function<std::string>(
+        r.flag,
+        [&n, r](const std::string& v) {
+          n.rlimits.push_back(std::string(r.name) + "=" + nsjail_limit(v, r.mib));
+        },
+        r.help);
   }
-  run->add_option_function<std::uint64_t>(
-         "--cgroup_mem_max", [&n](std::uint64_t v) { n.cgroup.memory_bytes = v; },
-         "nsjail: memory limit in bytes (needs cgroup support)")
-      ->group(group);
-  run->add_option_function<std::uint64_t>(
-         "--cgroup_pids_max", [&n](std::uint64_t v) { n.cgroup.pids = v; },
-         "nsjail: process limit (needs cgroup support)")
-      ->group(group);
-  run->add_option_function<std::uint64_t>(
-         "--cgroup_cpu_ms_per_sec", [&n](std::uint64_t v) { n.cgroup.cpu_ms_per_sec = v; },
-         "nsjail: CPU time per second (needs cgroup support)")
-      ->group(group);
-  run->add_flag("--iface_no_lo", n.iface_no_lo, "nsjail: leave lo down (same as --net none)")
-      ->group(group);
+  b.function<std::uint64_t>(
+      "--cgroup_mem_max", [&n](std::uint64_t v) { n.cgroup.memory_bytes = v; },
+      "nsjail: memory limit in bytes (needs cgroup support)");
+  b.function<std::uint64_t>(
+      "--cgroup_pids_max", [&n](std::uint64_t v) { n.cgroup.pids = v; },
+      "nsjail: process limit (needs cgroup support)");
+  b.function<std::uint64_t>(
+      "--cgroup_cpu_ms_per_sec", [&n](std::uint64_t v) { n.cgroup.cpu_ms_per_sec = v; },
+      "nsjail: CPU time per second (needs cgroup support)");
+  b.flag("--iface_no_lo", n.iface_no_lo, "nsjail: leave lo down (same as --net none)");
 
   // nsjail reads kafel here. stockade reads Docker/OCI JSON profiles instead (the format teams
   // already keep); a kafel file is refused with what to do, never guessed at.
-  run->add_option_function<std::string>(
-         "-P,--seccomp_policy",
-         [&n](const std::string& v) {
-           if (v.size() > 5 && v.ends_with(".json"))
-             n.seccomp_file = v;
-           else
-             n.refusals.push_back("--seccomp_policy '" + v +
-                                  "': kafel policies are not read; give a Docker/OCI JSON "
-                                  "profile (FILE.json), --seccomp default|strict, or [seccomp] "
-                                  "rules in a policy file (docs/policy.md)");
-         },
-         "a Docker/OCI seccomp profile (FILE.json); kafel files are refused")
-      ->group(group);
-  refuse(run, n, "--seccomp_string",
+  b.function<std::string>(
+      "-P,--seccomp_policy",
+      [&n](const std::string& v) {
+        if (v.size() > 5 && v.ends_with(".json"))
+          n.seccomp_file = v;
+        else
+          n.refusals.push_back("--seccomp_policy '" + v +
+                               "': kafel policies are not read; give a Docker/OCI JSON "
+                               "profile (FILE.json), --seccomp default|strict, or [seccomp] "
+                               "rules in a policy file (docs/policy.md)");
+      },
+      "a Docker/OCI seccomp profile (FILE.json); kafel files are refused");
+  b.group("nsjail flags stockade refuses");
+  refuse(b, n, "--seccomp_string",
          "inline kafel is not read; use [seccomp] rules in a policy file (docs/policy.md)");
-  refuse(run, n, "--keep_caps",
+  refuse(b, n, "--keep_caps",
          "stockade never hands a jail all capabilities; name each one it needs with --cap");
-  refuse(run, n, "--disable_clone_newnet,-N",
+  refuse(b, n, "--disable_clone_newnet,-N",
          "the host's network namespace is never shared; use --net loopback (default) or none");
-  refuse(run, n, "--disable_clone_newuser",
+  refuse(b, n, "--disable_clone_newuser",
          "a jail always has its own user namespace, mapped to a host uid of its own");
-  refuse(run, n,
+  refuse(b, n,
          "--disable_clone_newns,--disable_clone_newpid,--disable_clone_newipc,"
          "--disable_clone_newuts,--disable_clone_newcgroup",
          "every jail gets all of these namespaces");
-  refuse(run, n, "--disable_proc", "a jail always gets its own /proc (with /proc/sys read-only)");
-  refuse(run, n, "--disable_no_new_privs", "no_new_privs is always set");
-  refuse(run, n, "--rw", "the chroot is mounted read-only; bind writable directories with -B");
-  refuse(run, n, "-e,--keep_env",
+  refuse(b, n, "--disable_proc", "a jail always gets its own /proc (with /proc/sys read-only)");
+  refuse(b, n, "--disable_no_new_privs", "no_new_privs is always set");
+  refuse(b, n, "--rw", "the chroot is mounted read-only; bind writable directories with -B");
+  refuse(b, n, "-e,--keep_env",
          "the environment is cleared; pass what the jail needs with -E NAME or -E NAME=VALUE");
-  refuse(run, n, "-d,--daemon", "stockade stays in the foreground and returns the exit status");
+  refuse(b, n, "-d,--daemon", "stockade stays in the foreground and returns the exit status");
 }
 
 bool apply_nsjail_flags(NsjailFlags& n, policy::RunFlags& f) {

@@ -1,93 +1,54 @@
 #include "cli/run_options.hpp"
 
+#include "cli/detail/option_builder.hpp"
+
 namespace cli {
+namespace detail {
+
+OptionFilter::OptionFilter(std::span<const char* const> words, bool all) : all_(all) {
+  for (std::string_view w : words) {
+    if (w.size() < 2 || w[0] != '-') continue;  // a value, a command word, or "-"
+    if (asks_for_help(w)) all_ = true;
+    if (w.starts_with("--")) {
+      std::string_view name = w.substr(2);
+      words_.push_back({name.substr(0, name.find('=')), true, false});
+    } else {  // short flags may be combined (-qB) or carry a value (-B/src)
+      words_.push_back({w.substr(1), false, false});
+    }
+  }
+}
+
+bool OptionFilter::operator()(std::string_view names) {
+  bool named = false;
+  for (auto& w : words_) {
+    for (std::string_view rest = names; !rest.empty();) {
+      std::string_view n = rest.substr(0, rest.find(','));
+      rest.remove_prefix(std::min(rest.size(), n.size() + 1));
+      if (n.starts_with("--")
+              ? w.is_long && w.text == n.substr(2)
+              : !w.is_long && n.size() == 2 && w.text.find(n[1]) != std::string_view::npos) {
+        named = true;
+        // A short word is an option's only if its first letter is one; the rest may be a value.
+        if (w.is_long || w.text[0] == n[1]) w.claimed = true;
+      }
+    }
+  }
+  return !probing_ && (all_ || named);
+}
+
+void OptionFilter::end_probe() {
+  probing_ = false;
+  for (auto& w : words_) all_ = all_ || !w.claimed;
+}
+
+}  // namespace detail
+
 namespace {
 
-// Which options to build. While probing it answers no and notes which words the names claim;
-// then it answers yes for the names the words name, or for all if a word was left unclaimed.
-class OptionFilter {
- public:
-  OptionFilter(std::span<const char* const> words, bool all) : all_(all) {
-    for (std::string_view w : words) {
-      if (w.size() < 2 || w[0] != '-') continue;  // a value, a command word, or "-"
-      if (asks_for_help(w)) all_ = true;
-      if (w.starts_with("--")) {
-        std::string_view name = w.substr(2);
-        words_.push_back({name.substr(0, name.find('=')), true, false});
-      } else {  // short flags may be combined (-qB) or carry a value (-B/src)
-        words_.push_back({w.substr(1), false, false});
-      }
-    }
-  }
-
-  bool operator()(std::string_view names) {
-    bool named = false;
-    for (auto& w : words_) {
-      for (std::string_view rest = names; !rest.empty();) {
-        std::string_view n = rest.substr(0, rest.find(','));
-        rest.remove_prefix(std::min(rest.size(), n.size() + 1));
-        if (n.starts_with("--")
-                ? w.is_long && w.text == n.substr(2)
-                : !w.is_long && n.size() == 2 && w.text.find(n[1]) != std::string_view::npos) {
-          named = true;
-          // A short word is an option's only if its first letter is one; the rest may be a value.
-          if (w.is_long || w.text[0] == n[1]) w.claimed = true;
-        }
-      }
-    }
-    return !probing_ && (all_ || named);
-  }
-
-  void end_probe() {
-    probing_ = false;
-    for (auto& w : words_) all_ = all_ || !w.claimed;
-  }
-
- private:
-  struct Word {
-    std::string_view text;  // without its dashes and any "=value"
-    bool is_long, claimed;
-  };
-  std::vector<Word> words_;
-  bool all_, probing_ = true;
-};
-
-// Adds an option to `run` if the filter wants its names; returns it, or nullptr if not built.
-class Builder {
- public:
-  Builder(CLI::App* run, OptionFilter& want) : run_(run), want_(want) {}
-
-  template <class T>
-  CLI::Option* value(const char* names, T& v, const char* help, const char* type = nullptr) {
-    return want_(names) ? typed(run_->add_option(names, v, help), type) : nullptr;
-  }
-  // Repeatable: one value each time it is given (-B /a -B /b), as nsjail's are, not every word
-  // up to the next option, so `stockade run -B /src /bin/ls` runs /bin/ls.
-  CLI::Option* list(const char* names, std::vector<std::string>& v, const char* help,
-                    const char* type = nullptr) {
-    return want_(names) ? typed(run_->add_option(names, v, help)->allow_extra_args(false), type)
-                        : nullptr;
-  }
-  template <class T, class F>
-  CLI::Option* function(const char* names, F f, const char* help, const char* type) {
-    return want_(names) ? typed(run_->add_option_function<T>(names, std::move(f), help), type)
-                        : nullptr;
-  }
-  CLI::Option* flag(const char* names, bool& v, const char* help) {
-    return want_(names) ? run_->add_flag(names, v, help) : nullptr;
-  }
-
- private:
-  static CLI::Option* typed(CLI::Option* o, const char* type) {
-    return type ? o->type_name(type) : o;
-  }
-  CLI::App* run_;  // not touched while the filter says no (probing)
-  OptionFilter& want_;
-};
-
-void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
+// Each option is declared once; the builder adds it to `run` only if the filter wants it.
+void define(CLI::App* run, RunOptions& o, detail::OptionFilter& want) {
   policy::RunFlags& f = o.flags;
-  Builder b(run, want);
+  detail::Builder b(run, want);
   b.value("--user", f.user, "UID[:GID] inside the jail (default 0:0)");
   o.bind_opt = b.list("-B,--bind", o.bind, "SRC[:DST] read-write bind mount", "SRC[:DST]");
   o.ro_bind_opt = b.list("-R,--ro-bind", o.ro_bind, "SRC[:DST] read-only bind mount", "SRC[:DST]");
@@ -144,6 +105,7 @@ void define(CLI::App* run, RunOptions& o, OptionFilter& want) {
   b.flag("-q,--quiet", o.quiet, "print only errors");
   b.value("--policy", o.policy_file, "policy file (TOML, see docs/policy.md); flags override it",
           "FILE");
+  define_nsjail_flags(b, o.nsjail);
 }
 
 }  // namespace
@@ -154,7 +116,7 @@ bool asks_for_help(std::string_view w) {
 }
 
 void add_run_options(CLI::App* run, RunOptions& o, std::span<const char* const> words, bool all) {
-  OptionFilter want(words, all);
+  detail::OptionFilter want(words, all);
   define(nullptr, o, want);
   want.end_probe();
   define(run, o, want);

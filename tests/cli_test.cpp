@@ -3,70 +3,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "cli/nsjail_flags.hpp"
 #include "cli/run_options.hpp"
 #include "tests/support.hpp"
-
-// main registers nsjail's flags only when the command line may use one (they cost a launch
-// ~0.25 ms): every one of them, in every spelling, must be noticed, or it would be refused as
-// unknown.
-TEST_CASE("every nsjail flag is noticed on the command line; stockade's own are not", "[cli]") {
-  CLI::App app;
-  auto* run = app.add_subcommand("run");
-  cli::NsjailFlags n;
-  cli::add_nsjail_flags(run, n);
-  auto wants = [](std::vector<std::string> words) {
-    words.insert(words.begin(), {"stockade", "run"});
-    std::vector<const char*> argv;
-    for (auto& w : words) argv.push_back(w.c_str());
-    return cli::wants_nsjail_flags(static_cast<int>(argv.size()), argv.data());
-  };
-  int names = 0;
-  for (const CLI::Option* o : run->get_options()) {
-    if (o->get_group().find("nsjail") == std::string::npos) continue;
-    for (auto& l : o->get_lnames()) {
-      INFO("--" << l);
-      CHECK(wants({"--" + l}));
-      CHECK(wants({"-q", "--" + l + "=1"}));
-      ++names;
-    }
-    for (auto& s : o->get_snames()) {
-      INFO("-" << s);
-      CHECK(wants({"-" + s}));
-      CHECK(wants({"-q" + s}));  // combined short flags
-      ++names;
-    }
-  }
-  CHECK(names >= 30);
-  CHECK(wants({"--help"}));
-  CHECK(wants({"-h"}));
-  CHECK(wants({"-qh"}));
-  // A native command line builds none of them.
-  CHECK_FALSE(wants({"-q",
-                     "--net",
-                     "none",
-                     "-B",
-                     "/a:/b",
-                     "-R",
-                     "/c",
-                     "-T",
-                     "/tmp",
-                     "-E",
-                     "A=1",
-                     "-H",
-                     "h",
-                     "-t",
-                     "5",
-                     "-D",
-                     "/",
-                     "--cap",
-                     "NET_BIND_SERVICE",
-                     "--rlimit",
-                     "nofile=64",
-                     "--memory-max",
-                     "64M",
-                     "/bin/true"}));
-}
 
 namespace {
 
@@ -105,9 +43,58 @@ RunParse parse_run(const std::vector<std::string>& words, bool all) {
 
 }  // namespace
 
-// main builds only the run options a command line names (building all costs a launch ~0.12
-// ms): each must be built whenever it is named, in every spelling, or it would be refused as
-// unknown.
+// nsjail's flags are declared with run's own and built the same way: only when named. The test
+// below proves each is built in every spelling; here, that they are all there and that a
+// command line of stockade's own options builds none of them.
+TEST_CASE("nsjail's flags are declared with run's; a native command line builds none of them",
+          "[cli]") {
+  auto nsjail_options = [](const std::vector<std::string>& words, bool all) {
+    CLI::App app;
+    auto* run = app.add_subcommand("run");
+    cli::RunOptions o;
+    std::vector<const char*> w;
+    for (auto& x : words) w.push_back(x.c_str());
+    cli::add_run_options(run, o, w, all);
+    int names = 0;
+    for (const CLI::Option* opt : run->get_options())
+      if (opt->get_group().find("nsjail") != std::string::npos)
+        names += static_cast<int>(opt->get_lnames().size() + opt->get_snames().size());
+    return names;
+  };
+  CHECK(nsjail_options({}, true) >= 30);
+  CHECK(nsjail_options({"--help"}, false) == nsjail_options({}, true));
+  CHECK(nsjail_options({"-qh"}, false) == nsjail_options({}, true));
+  CHECK(nsjail_options({"-Mo", "--keep_caps"}, false) == 3);  // -M,--mode and --keep_caps
+  CHECK(nsjail_options({"-q",
+                        "--net",
+                        "none",
+                        "-B",
+                        "/a:/b",
+                        "-R",
+                        "/c",
+                        "-T",
+                        "/tmp",
+                        "-E",
+                        "A=1",
+                        "-H",
+                        "h",
+                        "-t",
+                        "5",
+                        "-D",
+                        "/",
+                        "--cap",
+                        "NET_BIND_SERVICE",
+                        "--rlimit",
+                        "nofile=64",
+                        "--memory-max",
+                        "64M",
+                        "/bin/true"},
+                       false) == 0);
+}
+
+// main builds only the run options a command line names (building all of them, nsjail's among
+// them, costs a launch ~0.3 ms): each must be built whenever it is named, in every spelling, or
+// it would be refused as unknown.
 TEST_CASE("every run option is built when the command line names it, in every spelling", "[cli]") {
   auto full = parse_run({}, true);
   REQUIRE(full.built >= 30);
@@ -201,6 +188,11 @@ TEST_CASE("run's options parse the same whether all are built or only those name
       {"-h"},
       {"--memory-max", "lots"},
       {"-t", "x"},
+      {"-Mo", "-u", "1000", "-g", "100", "--rlimit_nofile", "64", "--rlimit_as=512", "-q"},
+      {"--keep_caps", "-N", "-e"},
+      {"--cgroup_pids_max", "x"},
+      {"-P", "p.kafel", "--iface_no_lo"},
+      {"--seccomp_policy=p.json", "-Ml", "-d"},
   };
   for (const auto& words : lines) {
     std::string shown;
@@ -212,6 +204,7 @@ TEST_CASE("run's options parse the same whether all are built or only those name
     CHECK(lazy.help == full.help);
     CHECK(lazy.rest == full.rest);
     CHECK(lazy.o.flags == full.o.flags);
+    CHECK(lazy.o.nsjail == full.o.nsjail);
     CHECK(lazy.o.policy_file == full.o.policy_file);
     CHECK(lazy.o.quiet == full.o.quiet);
   }
@@ -221,6 +214,9 @@ TEST_CASE("run's options parse the same whether all are built or only those name
   CHECK(parse_run({"--pids-max", "abc"}, false).error.starts_with("ConversionError"));
   CHECK_THAT(parse_run({"-h"}, false).help, Catch::Contains("--cgroup-parent"));
   CHECK(parse_run({"--nope"}, false).rest == std::vector<std::string>{"--nope"});
+  CHECK(parse_run({"--keep_caps", "-N", "-e"}, false).o.nsjail.refusals.size() == 3);
+  CHECK(parse_run({"-Mo", "-u", "1000", "--rlimit_nofile", "64"}, false).o.nsjail.rlimits ==
+        std::vector<std::string>{"nofile=64"});
 }
 
 // Without "--" the command is the first word no option takes: a repeatable option takes one
