@@ -8,6 +8,18 @@
 
 namespace {
 
+// run's options built for `words` (or all of them), as main builds them; not parsed.
+struct BuiltRun {
+  CLI::App app;
+  cli::RunOptions o;
+  CLI::App* run;
+  BuiltRun(const std::vector<std::string>& words, bool all) : run(app.add_subcommand("run")) {
+    std::vector<const char*> w;
+    for (auto& x : words) w.push_back(x.c_str());
+    cli::add_run_options(run, o, w, all);
+  }
+};
+
 // run's options built for `words` (or all of them), parsed from `words`: what main would see.
 struct RunParse {
   cli::RunOptions o;
@@ -19,25 +31,24 @@ struct RunParse {
 
 RunParse parse_run(const std::vector<std::string>& words, bool all) {
   RunParse p;
-  CLI::App app;
-  auto* run = app.add_subcommand("run");
+  BuiltRun b(words, all);
+  b.run->prefix_command();
+  p.built = b.run->get_options().size();
   std::vector<const char*> argv{"stockade", "run"};
   for (auto& w : words) argv.push_back(w.c_str());
-  cli::add_run_options(run, p.o, std::span<const char* const>(argv).subspan(2), all);
-  run->prefix_command();
-  p.built = run->get_options().size();
   try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
+    b.app.parse(static_cast<int>(argv.size()), argv.data());
   } catch (const CLI::CallForHelp& e) {
     p.error = e.get_name();
-    p.help = run->help();
+    p.help = b.run->help();
   } catch (const CLI::ParseError& e) {
     p.error = fmt::format("{} {} {}", e.get_name(), e.get_exit_code(), e.what());
   }
-  if (run->parsed()) {
-    cli::finish_run_options(run, p.o);
-    p.rest = run->remaining();
+  if (b.run->parsed()) {
+    cli::finish_run_options(b.run, b.o);
+    p.rest = b.run->remaining();
   }
+  p.o = b.o;
   return p;
 }
 
@@ -49,14 +60,9 @@ RunParse parse_run(const std::vector<std::string>& words, bool all) {
 TEST_CASE("nsjail's flags are declared with run's; a native command line builds none of them",
           "[cli]") {
   auto nsjail_options = [](const std::vector<std::string>& words, bool all) {
-    CLI::App app;
-    auto* run = app.add_subcommand("run");
-    cli::RunOptions o;
-    std::vector<const char*> w;
-    for (auto& x : words) w.push_back(x.c_str());
-    cli::add_run_options(run, o, w, all);
+    BuiltRun b(words, all);
     int names = 0;
-    for (const CLI::Option* opt : run->get_options())
+    for (const CLI::Option* opt : b.run->get_options())
       if (opt->get_group().find("nsjail") != std::string::npos)
         names += static_cast<int>(opt->get_lnames().size() + opt->get_snames().size());
     return names;
@@ -98,18 +104,10 @@ TEST_CASE("nsjail's flags are declared with run's; a native command line builds 
 TEST_CASE("every run option is built when the command line names it, in every spelling", "[cli]") {
   auto full = parse_run({}, true);
   REQUIRE(full.built >= 30);
-  CLI::App all_app;
-  cli::RunOptions all_options;
-  auto* all = all_app.add_subcommand("run");
-  cli::add_run_options(all, all_options, {}, true);
-  auto built = [](std::vector<std::string> words, const std::string& name) {
-    CLI::App app;
-    auto* run = app.add_subcommand("run");
-    cli::RunOptions o;
-    std::vector<const char*> w;
-    for (auto& x : words) w.push_back(x.c_str());
-    cli::add_run_options(run, o, w, false);
-    return run->get_option_no_throw(name) != nullptr;
+  BuiltRun all_built({}, true);
+  auto* all = all_built.run;
+  auto built = [](const std::vector<std::string>& words, const std::string& name) {
+    return BuiltRun(words, false).run->get_option_no_throw(name) != nullptr;
   };
   int names = 0;
   for (const CLI::Option* opt : all->get_options()) {
