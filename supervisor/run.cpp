@@ -193,28 +193,11 @@ struct Watch {
   siginfo_t init_exit{};
 };
 
-// A report pid 1 sends as its last word: it exits right after.
-bool is_last_word(const ChildReport& r) {
-  return r.kind == ChildReport::kExited || r.kind == ChildReport::kExecFailed ||
-         r.kind == ChildReport::kSetupFailed;
-}
-
 // Forwards signals, enforces the time limit, relays `stockade exec` sessions and collects the
-// child's reports until pid 1 exits. Once the jail is ending (pid 1's last word, or pid 1 gone
-// without one), the relay ends and ending() runs, once: what it removes needs no wait for pid 1,
-// whose exit (its memory, the jail's mounts and namespaces) takes ~0.3 ms more.
-template <class Ending>
+// child's reports until pid 1 exits.
 Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec& spec,
-                 std::optional<detail::ExecRelay>& relay, Ending&& ending) {
+                 detail::ExecRelay* relay) {
   Watch w;
-  bool ended = false;
-  auto end_jail = [&] {
-    if (ended) return;
-    ended = true;
-    if (relay) relay->jail_ended();
-    relay.reset();  // no new sessions: the socket goes
-    ending();
-  };
   std::optional<Clock::time_point> deadline, kill_at;
   if (spec.time_limit > 0)
     deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
@@ -226,7 +209,7 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
       ssize_t n = ::recv(sock, &r, sizeof r, MSG_DONTWAIT);
       if (n == static_cast<ssize_t>(sizeof r)) {
         if (r.kind == ChildReport::kExecDone || r.kind == ChildReport::kExecNotRun) {
-          if (relay) relay->on_report(r);
+          if (relay != nullptr) relay->on_report(r);
         } else if (!w.report || w.report->kind == ChildReport::kExited) {
           w.report = r;
         }
@@ -249,14 +232,13 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
     }
     fds.assign(
         {{child.pidfd(), POLLIN, 0}, {sigfd, POLLIN, 0}, {sock_open ? sock : -1, POLLIN, 0}});
-    if (relay) relay->poll_fds(fds);
+    if (relay != nullptr) relay->poll_fds(fds);
     int n = ::poll(fds.data(), fds.size(), timeout);
     if (n < 0 && errno != EINTR) break;  // cannot happen with valid fds; the guard cleans up
     if (n < 0) continue;
     // The relay first: its fds' positions are those it gave before any report changed them.
-    if (relay) relay->handle(fds, 3);
+    if (relay != nullptr) relay->handle(fds, 3);
     if (fds[2].revents) drain_reports();
-    if (w.report && is_last_word(*w.report)) end_jail();
     if (fds[1].revents & POLLIN) {
       struct signalfd_siginfo si;
       while (sys::read(sigfd, &si, sizeof si) == sizeof si) {
@@ -269,9 +251,9 @@ Watch watch_jail(ChildGuard& child, int sock, int sigfd, const policy::JailSpec&
       }
     }
     if (fds[0].revents & POLLIN) {
-      drain_reports();
-      end_jail();
       w.init_exit = child.reap();
+      drain_reports();
+      if (relay != nullptr) relay->jail_ended();
       return w;
     }
     now = Clock::now();
@@ -417,10 +399,10 @@ const std::vector<std::string>& crash_points() {
       "after-registry-write",
       "after-release",
       "during-watch",
-      "after-registry-remove",
       "after-reap",
       "after-oom-check",
       "after-conclude",
+      "after-registry-remove",
       "during-cgroup-remove",
       "after-cgroup-remove",
       "after-network-teardown",
@@ -619,21 +601,21 @@ Result<Outcome> run(const policy::JailSpec& spec) {
   (void)send_byte(sock.get(), 'X');
   crash_point("after-release");
 
-  // Teardown in the order the guards would do it, spelt out so the crash points sit between
-  // the steps. While pid 1 exits: the exec socket and the registry entry. Once it is reaped (the
-  // jail's processes and its uid's use are over): the cgroup, the network, the lease.
-  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec, relay, [&] {
-    entry.reset();
-    // The watcher's alert tally of the jail (if any) goes with its entry.
-    if (!reg_dir.empty())
-      (void)::unlink((common::registry::alerts_dir(reg_dir) + "/" + id + ".json").c_str());
-    crash_point("after-registry-remove");
-  });
+  Watch w = watch_jail(child, sock.get(), sigfd.get(), spec, relay ? &*relay : nullptr);
+  relay.reset();  // no new sessions: the jail is gone
   crash_point("after-reap");
   auto outcome = conclude(*plan, spec, w);
   if (outcome && cg) add_oom_note(spec, *cg, *outcome);
   crash_point("after-oom-check");
+
+  // Teardown in the order the guards would do it, spelt out so the crash points sit between
+  // the steps: registry entry, cgroup (its processes are gone with pid 1), lease.
   crash_point("after-conclude");
+  entry.reset();
+  // The watcher's alert tally of the jail (if any) goes with its entry.
+  if (!reg_dir.empty())
+    (void)::unlink((common::registry::alerts_dir(reg_dir) + "/" + id + ".json").c_str());
+  crash_point("after-registry-remove");
   if (cg) {
     if (auto removed = cg->remove(crash_point); !removed && outcome)
       common::log::warn("{}, ignoring (stockade gc removes it)", removed.error().message());
