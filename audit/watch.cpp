@@ -1,14 +1,17 @@
 // stockade watch: the multicast reader (one thread, kept trivial) and the loop that assembles,
 // detects and writes alerts (the calling thread).
+#include <fcntl.h>
 #include <libaudit.h>
 #include <linux/netlink.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,9 +54,11 @@ struct Message {
 // other thread parses.
 class Reader {
  public:
-  // registry_dir: also watched (inotify), and each new entry read at once, in order with the
-  // records: a jail's workload starts only after its entry exists, so the entry is queued before
-  // the jail's first record, even for a jail that ends (and loses its entry) within milliseconds.
+  // registry_dir: also watched, and each new entry read in order with the records: a jail's
+  // workload starts only after its entry exists, so the entry is queued before the jail's first
+  // record. With fanotify the kernel hands us each entry as an open file, still readable when
+  // we get to it after the jail has ended and its entry is gone (a watcher behind on a busy
+  // host); inotify, where fanotify is missing, only names it.
   static Result<std::unique_ptr<Reader>> open(const std::string& registry_dir) {
     UniqueFd sock{::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_AUDIT)};
     if (!sock) return fail(errno, "open the audit multicast socket");
@@ -72,13 +77,23 @@ class Reader {
     r->registry_dir_ = registry_dir;
     if (!registry_dir.empty()) {
       (void)common::registry::ensure_dir(registry_dir);  // the watch needs it to exist
-      r->inotify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
-      if (!r->inotify_ ||
-          ::inotify_add_watch(r->inotify_.get(), registry_dir.c_str(), IN_MOVED_TO) < 0)
-        common::log::warn(
-            "cannot watch '{}' for new jails ({}): short-lived jails may show as "
-            "'unknown', ignoring",
-            registry_dir, std::strerror(errno));
+      // An entry is written to a temporary file, closed, then renamed into place: its close is
+      // the event. O_NONBLOCK: opening anything but a regular file must not stall us.
+      r->notify_.reset(::fanotify_init(FAN_CLASS_NOTIF | FAN_CLOEXEC | FAN_NONBLOCK,
+                                       O_RDONLY | O_CLOEXEC | O_LARGEFILE | O_NONBLOCK));
+      r->fanotify_ =
+          r->notify_ && ::fanotify_mark(r->notify_.get(), FAN_MARK_ADD | FAN_MARK_ONLYDIR,
+                                        FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD, AT_FDCWD,
+                                        registry_dir.c_str()) == 0;
+      if (!r->fanotify_) {
+        r->notify_.reset(::inotify_init1(IN_CLOEXEC | IN_NONBLOCK));
+        if (!r->notify_ ||
+            ::inotify_add_watch(r->notify_.get(), registry_dir.c_str(), IN_MOVED_TO) < 0)
+          common::log::warn(
+              "cannot watch '{}' for new jails ({}): short-lived jails may show as "
+              "'unknown', ignoring",
+              registry_dir, std::strerror(errno));
+      }
     }
     r->thread_ = std::thread([p = r.get()] { p->loop(); });
     return r;
@@ -103,10 +118,14 @@ class Reader {
   Reader(UniqueFd sock, UniqueFd stop) : sock_(std::move(sock)), stop_(std::move(stop)) {}
   // New registry entries, read now (before the records that follow them).
   void read_registrations(std::vector<Message>& batch) {
-    if (!inotify_) return;
+    if (!notify_) return;
+    if (fanotify_) {
+      read_closed_entries(batch);
+      return;
+    }
     alignas(inotify_event) char ev[4096];
     ssize_t n;
-    while ((n = ::read(inotify_.get(), ev, sizeof ev)) > 0) {
+    while ((n = ::read(notify_.get(), ev, sizeof ev)) > 0) {
       for (ssize_t off = 0; off + static_cast<ssize_t>(sizeof(inotify_event)) <= n;) {
         auto* e = reinterpret_cast<inotify_event*>(ev + off);
         off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
@@ -118,13 +137,36 @@ class Reader {
     }
   }
 
+  // fanotify: each event carries an open file (or none, after a queue overflow; the engine's
+  // registry reload covers those). Whatever is not an entry fails to parse and is skipped.
+  void read_closed_entries(std::vector<Message>& batch) {
+    alignas(fanotify_event_metadata) char ev[4096];
+    ssize_t n;
+    while ((n = ::read(notify_.get(), ev, sizeof ev)) > 0) {
+      size_t len = static_cast<size_t>(n), off = 0;
+      while (len - off >= sizeof(fanotify_event_metadata)) {
+        fanotify_event_metadata m;
+        std::memcpy(&m, ev + off, sizeof m);
+        if (m.event_len < sizeof m || m.event_len > len - off) break;
+        off += m.event_len;
+        UniqueFd file{m.fd};
+        struct stat st;
+        if (!file || m.vers != FANOTIFY_METADATA_VERSION || ::fstat(file.get(), &st) != 0 ||
+            !S_ISREG(st.st_mode))
+          continue;
+        if (auto rec = common::registry::read_file(file.get(), registry_dir_))
+          batch.push_back({0, {}, std::move(*rec)});
+      }
+    }
+  }
+
   void loop() {
     std::vector<char> buf(1 << 16);
     std::vector<Message> batch;
     struct pollfd fds[3] = {
-        {sock_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}, {inotify_.get(), POLLIN, 0}};
+        {sock_.get(), POLLIN, 0}, {stop_.get(), POLLIN, 0}, {notify_.get(), POLLIN, 0}};
     for (;;) {
-      if (::poll(fds, inotify_ ? 3 : 2, -1) < 0 && errno != EINTR) return;
+      if (::poll(fds, notify_ ? 3 : 2, -1) < 0 && errno != EINTR) return;
       if (fds[1].revents) return;
       for (;;) {
         read_registrations(batch);
@@ -163,7 +205,8 @@ class Reader {
     }
   }
 
-  UniqueFd sock_, stop_, inotify_;
+  UniqueFd sock_, stop_, notify_;  // notify_: fanotify (fanotify_) or inotify on registry_dir_
+  bool fanotify_ = false;
   std::string registry_dir_;
   std::thread thread_;
   std::mutex mu_;

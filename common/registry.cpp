@@ -159,15 +159,24 @@ Result<JailRecord> read(const std::string& dir, const std::string& id) {
   std::string path = dir + "/" + id + ".json";
   UniqueFd fd{sys::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW)};
   if (!fd) return fail(errno, "jail '{}'", id);
+  return read_file(fd.get(), path);
+}
+
+Result<JailRecord> read_file(int fd, const std::string& what) {
+  // An entry is a few hundred bytes; anything this large is not one.
+  constexpr size_t kMaxEntry = 1 << 20;
   std::string text;
   char buf[4096];
   ssize_t n;
-  while ((n = sys::read(fd.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
-  if (n < 0) return fail(errno, "read '{}'", path);
+  while ((n = sys::read(fd, buf, sizeof buf)) > 0) {
+    text.append(buf, static_cast<size_t>(n));
+    if (text.size() > kMaxEntry) return fail(EFBIG, "'{}' is not a registry entry", what);
+  }
+  if (n < 0) return fail(errno, "read '{}'", what);
   try {
     return from_j(json::parse(text));
   } catch (const std::exception& e) {
-    return fail(0, "'{}' is not a valid registry entry: {}", path, e.what());
+    return fail(0, "'{}' is not a valid registry entry: {}", what, e.what());
   }
 }
 

@@ -57,6 +57,9 @@ Result<void> ensure_dir(const std::string& dir);
 Result<void> write(const std::string& dir, const JailRecord& rec);
 Result<void> remove(const std::string& dir, const std::string& id);
 Result<JailRecord> read(const std::string& dir, const std::string& id);
+// The entry in a freshly opened file (for a reader handed the file, not its name); what names it
+// in errors.
+Result<JailRecord> read_file(int fd, const std::string& what);
 // Every readable entry, sorted by start time; unreadable ones are skipped.
 std::vector<JailRecord> list(const std::string& dir);
 std::string to_json(const JailRecord& rec, int indent = -1);

@@ -85,6 +85,9 @@ class Watcher {
   }
   const std::string& key() const { return key_; }
   std::string err() const { return proc_->err(); }
+  // SIGSTOP / SIGCONT: a watcher that falls behind, as on a busy host.
+  void pause() const { proc_->signal(SIGSTOP); }
+  void resume() const { proc_->signal(SIGCONT); }
 
  private:
   std::string key_;
@@ -669,6 +672,31 @@ TEST_CASE("stockade watch raises an alert when the kernel loses audit records",
   REQUIRE(lost);
   CHECK((*lost)["priority"] == "Critical");
   CHECK((*lost)["output_fields"]["stockade.lost"].get<long>() > 0);
+}
+
+// The watcher learns of a jail from its registry entry, which goes when the jail ends. A
+// watcher that falls behind must still name a jail that came and went meanwhile: its records
+// wait in the audit socket, and its entry must not be lost with the file.
+TEST_CASE("stockade watch names a jail that ended before the watcher caught up", "[root][audit]") {
+  SKIP_UNLESS_ROOT();
+  test::TempDir dir;
+  std::string alerts = dir.path() + "/alerts.jsonl";
+  Watcher w(alerts);
+  REQUIRE(w.ready());
+  w.pause();
+  auto r = test::attack({}, "ptrace", {"1"});
+  w.resume();
+  CHECK(test::line(r.out) == "errno=EPERM");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(w.stop() == 0);
+  auto got = alert_lines(alerts);
+  INFO(w.err());
+  const json* a = find_rule(got, "Stockade ptrace attempt");
+  REQUIRE(a);
+  const json& f = (*a)["output_fields"];
+  CHECK(f["stockade.jail.id"] != "unknown");
+  CHECK(f["stockade.jail.id"].get<std::string>().size() == 12);
+  CHECK(f["proc.exepath"] == "/attack");
 }
 
 TEST_CASE("stockade watch names each escape syscall a jail tries, and which barrier stopped it",

@@ -1,5 +1,6 @@
 #include "common/registry.hpp"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <catch2/catch.hpp>
@@ -91,4 +92,37 @@ TEST_CASE("a corrupt registry file is reported, and skipped by list", "[registry
   REQUIRE_FALSE(r);
   CHECK_THAT(r.error().what, Catch::Contains("not a valid registry entry"));
   CHECK(registry::list(dir).empty());
+}
+
+// stockade watch is handed each new entry as an open file, which may outlive its name.
+TEST_CASE("an entry is read from an open file after its name is gone; an oversized one is refused",
+          "[registry]") {
+  test::TempDir tmp;
+  std::string dir = tmp.path() + "/jails";
+  REQUIRE(registry::ensure_dir(dir));
+  REQUIRE(registry::write(dir, sample("cccccccccccc", 3)));
+  std::string path = dir + "/cccccccccccc.json";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  REQUIRE(registry::remove(dir, "cccccccccccc"));
+  auto r = registry::read_file(fd, path);
+  ::close(fd);
+  REQUIRE(r);
+  CHECK(r->id == "cccccccccccc");
+  CHECK(r->init_pid == 4242);
+
+  std::string big = dir + "/big";
+  {
+    FILE* f = std::fopen(big.c_str(), "w");
+    REQUIRE(f);
+    std::string pad(1 << 16, ' ');
+    for (int i = 0; i < 17; ++i) std::fputs(pad.c_str(), f);
+    std::fclose(f);
+  }
+  fd = ::open(big.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  auto b = registry::read_file(fd, big);
+  ::close(fd);
+  REQUIRE_FALSE(b);
+  CHECK_THAT(b.error().what, Catch::Contains("is not a registry entry"));
 }
